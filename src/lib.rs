@@ -1,0 +1,16 @@
+//! bitloop: a small, fast BitTorrent client on a hand-written, libuv-style reactor.
+//!
+//! # Map of the crate
+//!
+//! | module | what it is for |
+//! | --- | --- |
+//! | [`reactor`] | the event loop: one table owning every socket, timer and signal source |
+//!
+//! Everything above the reactor is sans-IO: protocol code takes bytes and time and
+//! returns results, and only `reactor` touches the operating system. See
+//! `docs/architecture.md` for the design.
+
+#![warn(missing_docs)]
+
+#[allow(missing_docs)]
+pub mod reactor;

@@ -1,0 +1,1205 @@
+//! The reactor: one thread, one `mio::Poll`, one table of handles.
+//!
+//! This is bitloop's libuv. Every timer, TCP listener, TCP stream, UDP socket and
+//! the signal source lives in one table ([`table`]) and is named elsewhere only by
+//! a [`HandleId`]. Each handle carries an owner tag (any small `Copy` type the
+//! caller picks), and every event goes to one [`Handler`] with that tag.
+//!
+//! # One iteration of `run`
+//!
+//! ```text
+//!   ┌──────────────────────────────┐
+//!   │ update cached time           │
+//!   │ timers: collect due, fire    │  FIFO for equal deadlines
+//!   │ poll timeout                 │  0 if closing/deferred/ready-again work waits,
+//!   │                              │  else until the earliest timer, else forever
+//!   │ poll (retry on EINTR)        │
+//!   │ io: dispatch readiness       │  streams drained to WouldBlock or re-queued
+//!   │ deferred work                │  what the event bus runs on
+//!   │ closing: free closed slots   │  repeated until nothing is closing (bounded)
+//!   └──────────────┬───────────────┘
+//!                  └── again while anything is alive (RunMode::Default)
+//! ```
+//!
+//! # A handle's life: `Open → Closing → removed`
+//!
+//! [`Reactor::close`] is the only way a handle ends, and it is idempotent. It
+//! deregisters the source at once and queues the slot; the closing phase drops the
+//! resource, tells the owner [`Event::Closed`], bumps the slot's generation and
+//! frees it. The cleanup is the resource's own `Drop`, fixed when the handle was
+//! created: nobody can pass a different one at close time.
+//!
+//! # Shutdown
+//!
+//! [`Reactor::begin_shutdown`] refuses new handles; [`Reactor::close_all`] closes
+//! every open one through the same close path; running the loop drains the closing
+//! queue; [`Reactor::finish`] proves the table is empty or names what is not.
+
+mod buffer;
+mod event;
+mod id;
+mod signal;
+mod stats;
+mod table;
+mod tcp;
+mod timer;
+mod udp;
+
+use std::collections::VecDeque;
+use std::fmt::{self, Debug};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, trace, warn};
+use mio::{Events, Interest, Poll};
+
+pub use event::{Closed, Event, Handler};
+pub use id::HandleId;
+pub use stats::{Busy, HandleInfo, PerKind, Report, Stats};
+pub use table::{HandleKind, HandleState};
+
+use table::{Handle, Resource, Table};
+use tcp::{Flush, Listener, Stream};
+use timer::{TimerEntry, TimerQueue, TimerState};
+use udp::UdpSocket;
+
+/// Limits and sizes of one loop.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Bytes a stream may hold unread before the loop stops reading it.
+    pub read_buffer_limit: usize,
+    /// Bytes a stream may hold unsent before `tcp_write` refuses more.
+    pub write_queue_limit: usize,
+    /// Datagrams a UDP socket may hold unsent before `udp_send_to` refuses more.
+    pub udp_queue_limit: usize,
+    /// Connections accepted per listener per iteration, for fairness.
+    pub accept_batch: usize,
+    /// Closing-phase passes per iteration before the rest waits for the next one.
+    pub max_closing_passes: usize,
+    /// Capacity of the mio event buffer.
+    pub events_capacity: usize,
+    /// Time moves only through [`Reactor::advance`]: for deterministic tests.
+    pub manual_clock: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            read_buffer_limit: 256 * 1024,
+            write_queue_limit: 16 * 1024 * 1024,
+            udp_queue_limit: 1024,
+            accept_batch: 64,
+            max_closing_passes: 64,
+            events_capacity: 1024,
+            manual_clock: false,
+        }
+    }
+}
+
+/// How long `run` keeps going (libuv's `uv_run_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until no handle is active and no work is queued, or `stop()`.
+    Default,
+    /// One iteration, blocking in poll if there is nothing to do yet.
+    Once,
+    /// One iteration without blocking.
+    NoWait,
+}
+
+/// Why a reactor call was refused.
+#[derive(Debug)]
+pub enum ReactorError {
+    /// The loop is shutting down and creates no new handles.
+    ShuttingDown,
+    /// The id names no open handle (it closed, or never existed).
+    NotFound(HandleId),
+    /// The handle is of another kind than the call needs.
+    WrongKind {
+        id: HandleId,
+        expected: HandleKind,
+        actual: HandleKind,
+    },
+    /// The handle's send queue is full; wait for `Drained` (TCP) or try later (UDP).
+    QueueFull(HandleId),
+    /// `tcp_write` after `tcp_shutdown`.
+    WriteAfterShutdown(HandleId),
+    /// The operating system refused.
+    Io(io::Error),
+}
+
+impl fmt::Display for ReactorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReactorError::ShuttingDown => write!(f, "the loop is shutting down"),
+            ReactorError::NotFound(id) => write!(f, "handle {id} is not open"),
+            ReactorError::WrongKind { id, expected, actual } => {
+                write!(f, "handle {id} is a {}, not a {}", actual.name(), expected.name())
+            }
+            ReactorError::QueueFull(id) => write!(f, "send queue of handle {id} is full"),
+            ReactorError::WriteAfterShutdown(id) => write!(f, "write to handle {id} after shutdown"),
+            ReactorError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReactorError {}
+
+impl From<io::Error> for ReactorError {
+    fn from(e: io::Error) -> Self {
+        ReactorError::Io(e)
+    }
+}
+
+/// Result of a reactor call.
+pub type Result<T> = std::result::Result<T, ReactorError>;
+
+/// What one mio event (or a re-queued handle) says about a source.
+#[derive(Clone, Copy, Debug)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+}
+
+/// The event loop. `O` is the owner tag handed back with every event.
+pub struct Reactor<O: Copy + Debug> {
+    poll: Poll,
+    events: Events,
+    table: Table<O>,
+    timers: TimerQueue,
+    /// Handles closed and waiting for the closing phase.
+    closing: VecDeque<HandleId>,
+    deferred: VecDeque<O>,
+    /// Handles to dispatch again without an OS event (partial reads, accept batches).
+    ready_again: VecDeque<(HandleId, Readiness)>,
+    now: Instant,
+    config: Config,
+    stop_requested: bool,
+    shutting_down: bool,
+    finished: bool,
+    counts: Stats,
+    /// Scratch space reused by the timers phase.
+    due: Vec<TimerEntry>,
+}
+
+impl<O: Copy + Debug> Reactor<O> {
+    /// A loop with the default configuration.
+    pub fn new() -> io::Result<Reactor<O>> {
+        Reactor::with_config(Config::default())
+    }
+
+    pub fn with_config(config: Config) -> io::Result<Reactor<O>> {
+        Ok(Reactor {
+            poll: Poll::new()?,
+            events: Events::with_capacity(config.events_capacity),
+            table: Table::new(),
+            timers: TimerQueue::default(),
+            closing: VecDeque::new(),
+            deferred: VecDeque::new(),
+            ready_again: VecDeque::new(),
+            now: Instant::now(),
+            config,
+            stop_requested: false,
+            shutting_down: false,
+            finished: false,
+            counts: Stats::default(),
+            due: Vec::new(),
+        })
+    }
+
+    /// The loop's cached time, updated at the start of each iteration and after poll.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Moves a manual clock forward (see [`Config::manual_clock`]).
+    pub fn advance(&mut self, by: Duration) {
+        assert!(self.config.manual_clock, "advance() needs Config::manual_clock");
+        self.now += by;
+    }
+
+    // ---------------------------------------------------------------- running
+
+    /// Runs the loop (libuv's `uv_run`). Returns whether anything is still alive.
+    pub fn run<H: Handler<O>>(&mut self, handler: &mut H, mode: RunMode) -> io::Result<bool> {
+        let mut alive = self.is_alive();
+        if !alive {
+            self.update_time();
+        }
+        while alive && !self.stop_requested {
+            self.update_time();
+            self.run_timers(handler);
+            let timeout = self.poll_timeout(mode);
+            self.poll_io(timeout)?;
+            self.update_time();
+            self.dispatch_io(handler);
+            self.run_deferred(handler);
+            self.run_closing(handler);
+            if mode == RunMode::Once {
+                // The poll may have woken for a timer: fire it now so one
+                // iteration always makes progress, as uv_run does.
+                self.update_time();
+                self.run_timers(handler);
+            }
+            alive = self.is_alive();
+            if mode != RunMode::Default {
+                break;
+            }
+        }
+        self.stop_requested = false;
+        Ok(alive)
+    }
+
+    /// Makes `run` return after the current iteration.
+    pub fn stop(&mut self) {
+        self.stop_requested = true;
+    }
+
+    /// True while a handle is active (armed timer, open socket or signal source) or
+    /// work is queued.
+    pub fn is_alive(&self) -> bool {
+        let open_io = self.counts.open.total() - self.counts.open.get(HandleKind::Timer);
+        self.counts.timers_armed > 0
+            || open_io > 0
+            || !self.closing.is_empty()
+            || !self.deferred.is_empty()
+            || !self.ready_again.is_empty()
+    }
+
+    fn update_time(&mut self) {
+        if !self.config.manual_clock {
+            self.now = Instant::now();
+        }
+    }
+
+    /// The one rule for how long poll may block.
+    fn poll_timeout(&self, mode: RunMode) -> Option<Duration> {
+        let work_waiting =
+            !self.closing.is_empty() || !self.deferred.is_empty() || !self.ready_again.is_empty();
+        if mode == RunMode::NoWait || work_waiting || self.stop_requested {
+            return Some(Duration::ZERO);
+        }
+        let deadline = self.timers.next_deadline()?;
+        if self.config.manual_clock {
+            // Only the test moves time; waiting for it would hang.
+            return Some(Duration::ZERO);
+        }
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn poll_io(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        trace!("phase: poll (timeout {timeout:?})");
+        match self.poll.poll(&mut self.events, timeout) {
+            // A signal interrupted the wait; mio does not retry for us. Poll once
+            // more without blocking: the signal itself is then a readable self-pipe.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+                    Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            result => result,
+        }
+    }
+
+    // ---------------------------------------------------------------- timers phase
+
+    fn run_timers<H: Handler<O>>(&mut self, handler: &mut H) {
+        // Collect every due entry first, then fire: a callback that starts a timer
+        // with timeout 0 runs it on the next iteration, not in this one.
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(entry) = self.timers.pop_due(self.now) {
+            due.push(entry);
+        }
+        if !due.is_empty() {
+            trace!("phase: timers ({} due)", due.len());
+        }
+        for entry in due.drain(..) {
+            if !self.timer_entry_is_current(&entry) {
+                continue;
+            }
+            let handle = self.table.get_mut(entry.id).expect("checked current");
+            handle.armed_seq = 0;
+            self.counts.timers_armed -= 1;
+            match &handle.resource {
+                Resource::Timer(timer) => {
+                    if let Some(repeat) = timer.repeat {
+                        // Re-arm before the callback so that it can stop or restart it.
+                        let deadline = self.now + repeat;
+                        self.arm(entry.id, deadline);
+                    }
+                    self.deliver(handler, entry.id, Event::Timer);
+                }
+                Resource::Stream(stream) if stream.connecting => {
+                    debug!("connect timeout on {}", entry.id);
+                    let error = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                    self.deliver(handler, entry.id, Event::ConnectFailed(error));
+                    self.close(entry.id);
+                }
+                _ => {}
+            }
+        }
+        self.due = due;
+    }
+
+    /// Whether a popped entry still means something; counts it if not.
+    fn timer_entry_is_current(&mut self, entry: &TimerEntry) -> bool {
+        match self.table.get(entry.id) {
+            Some(handle) if handle.state == HandleState::Open => {
+                if handle.armed_seq == entry.seq {
+                    true
+                } else {
+                    self.counts.superseded_timer_entries += 1;
+                    false
+                }
+            }
+            _ => {
+                self.counts.stale_events += 1;
+                trace!("stale timer entry for {} dropped", entry.id);
+                false
+            }
+        }
+    }
+
+    /// Gives handle `id` a new deadline, superseding any previous one.
+    fn arm(&mut self, id: HandleId, deadline: Instant) {
+        let seq = self.timers.push(deadline, id);
+        let handle = self.table.get_mut(id).expect("arm needs a live handle");
+        if handle.armed_seq == 0 {
+            self.counts.timers_armed += 1;
+        }
+        handle.armed_seq = seq;
+        if self.timers.needs_compaction(self.counts.timers_armed) {
+            self.compact_timers();
+        }
+    }
+
+    fn disarm(&mut self, id: HandleId) {
+        if let Some(handle) = self.table.get_mut(id) {
+            if handle.armed_seq != 0 {
+                handle.armed_seq = 0;
+                self.counts.timers_armed -= 1;
+            }
+        }
+    }
+
+    /// Drops every entry that no longer names an armed handle, so restarting and
+    /// stopping timers cannot make the queue grow without bound.
+    fn compact_timers(&mut self) {
+        let table = &self.table;
+        let dropped = self.timers.retain(|entry| {
+            table
+                .get(entry.id)
+                .is_some_and(|h| h.state == HandleState::Open && h.armed_seq == entry.seq)
+        });
+        self.counts.superseded_timer_entries += dropped as u64;
+    }
+
+    // ---------------------------------------------------------------- io phase
+
+    fn dispatch_io<H: Handler<O>>(&mut self, handler: &mut H) {
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut count = 0;
+        for event in events.iter() {
+            count += 1;
+            let readiness = Readiness {
+                readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+                writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            };
+            self.dispatch(handler, HandleId::from_token(event.token()), readiness);
+        }
+        self.events = events;
+        // Handles re-queued by an earlier iteration get one turn each; anything
+        // they re-queue waits for the next iteration.
+        let again = self.ready_again.len();
+        if count + again > 0 {
+            trace!("phase: io ({count} events, {again} ready again)");
+        }
+        for _ in 0..again {
+            let (id, readiness) = self.ready_again.pop_front().expect("counted");
+            self.dispatch(handler, id, readiness);
+        }
+    }
+
+    fn dispatch<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId, readiness: Readiness) {
+        let kind = match self.table.get(id) {
+            Some(handle) if handle.state == HandleState::Open => handle.resource.kind(),
+            _ => {
+                self.counts.stale_events += 1;
+                trace!("stale event for {id} dropped");
+                return;
+            }
+        };
+        match kind {
+            HandleKind::TcpListener => self.listener_ready(handler, id),
+            HandleKind::TcpStream => self.stream_ready(handler, id, readiness),
+            HandleKind::Udp => self.udp_ready(handler, id, readiness),
+            HandleKind::Signal => self.signal_ready(handler, id),
+            // Timers are never registered with mio.
+            HandleKind::Timer => self.counts.stale_events += 1,
+        }
+    }
+
+    fn listener_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        for _ in 0..self.config.accept_batch {
+            let Some(Resource::Listener(listener)) = self.table.get_mut(id).map(|h| &mut h.resource) else {
+                return;
+            };
+            match listener.socket.accept() {
+                Ok((socket, peer)) => {
+                    if self.shutting_down {
+                        continue; // dropping the socket refuses the connection
+                    }
+                    let owner = self.table.get(id).expect("open").owner;
+                    let stream = Stream::new(socket, false);
+                    match self.open(owner, Resource::Stream(Box::new(stream))) {
+                        Ok(stream) => self.deliver(handler, id, Event::Accepted { stream, peer }),
+                        Err(e) => warn!("accepted connection from {peer} dropped: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog; try
+                    // again next iteration rather than spin here.
+                    warn!("accept on {id} failed: {e}");
+                    break;
+                }
+            }
+        }
+        self.ready_again.push_back((
+            id,
+            Readiness {
+                readable: true,
+                writable: false,
+            },
+        ));
+    }
+
+    fn stream_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId, readiness: Readiness) {
+        let mut readiness = readiness;
+        if self.stream_mut(id).is_ok_and(|s| s.connecting) {
+            match self.finish_connect(handler, id) {
+                // Connected: the socket may already hold data or room to write.
+                Some(true) => {
+                    readiness = Readiness {
+                        readable: true,
+                        writable: true,
+                    }
+                }
+                Some(false) => return,
+                None => return, // spurious wakeup, still connecting
+            }
+        }
+        if readiness.writable {
+            self.flush_stream(handler, id);
+        }
+        if readiness.readable {
+            self.read_stream(handler, id);
+        }
+    }
+
+    /// Completes a non-blocking connect: `Some(true)` connected, `Some(false)`
+    /// failed (and closed), `None` not finished yet.
+    fn finish_connect<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) -> Option<bool> {
+        let stream = self.stream_mut(id).ok()?;
+        let result = match stream.socket.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.socket.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                stream.connecting = false;
+                self.disarm(id);
+                trace!("{id} connected");
+                self.deliver(handler, id, Event::Connected);
+                Some(self.is_open(id))
+            }
+            Err(e) => {
+                trace!("{id} connect failed: {e}");
+                self.deliver(handler, id, Event::ConnectFailed(e));
+                self.close(id);
+                Some(false)
+            }
+        }
+    }
+
+    fn flush_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        let Ok(stream) = self.stream_mut(id) else { return };
+        if stream.connecting {
+            return;
+        }
+        match stream.flush() {
+            Flush::Empty if stream.notify_drained => {
+                stream.notify_drained = false;
+                self.deliver(handler, id, Event::Drained);
+            }
+            Flush::Empty | Flush::Blocked => {}
+            Flush::Failed(e) => {
+                self.deliver(handler, id, Event::Error(e));
+                self.close(id);
+            }
+        }
+    }
+
+    fn read_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        let limit = self.config.read_buffer_limit;
+        let Ok(stream) = self.stream_mut(id) else { return };
+        if stream.read_paused || stream.eof_reported {
+            return;
+        }
+        let outcome = stream.fill(limit);
+        stream.read_paused = outcome.full;
+        let eof = outcome.eof && outcome.error.is_none();
+        stream.eof_reported = eof;
+        if outcome.received > 0 {
+            self.deliver(handler, id, Event::Readable);
+        }
+        if let Some(error) = outcome.error {
+            self.deliver(handler, id, Event::Error(error));
+            self.close(id);
+        } else if eof {
+            self.deliver(handler, id, Event::Eof);
+        }
+    }
+
+    fn udp_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId, readiness: Readiness) {
+        if readiness.writable {
+            if let Ok(udp) = self.udp_mut(id) {
+                if let Err(e) = udp.flush() {
+                    debug!("udp {id}: datagram dropped: {e}");
+                }
+            }
+        }
+        if readiness.readable {
+            let Ok(udp) = self.udp_mut(id) else { return };
+            udp.maybe_readable = true;
+            self.deliver(handler, id, Event::Readable);
+            // The owner stopped before WouldBlock: give it another turn, since the
+            // edge-triggered poll will not report the socket again.
+            if self.udp_mut(id).is_ok_and(|udp| udp.maybe_readable) {
+                self.ready_again.push_back((
+                    id,
+                    Readiness {
+                        readable: true,
+                        writable: false,
+                    },
+                ));
+            }
+        }
+    }
+
+    fn signal_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        let Some(Resource::Signal(watch)) = self.table.get_mut(id).map(|h| &mut h.resource) else {
+            return;
+        };
+        for signal in watch.take_pending() {
+            debug!("signal {signal} received");
+            self.deliver(handler, id, Event::Signal(signal));
+        }
+    }
+
+    /// Hands one event to the owner of `id` if it is still open.
+    fn deliver<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId, event: Event) {
+        let Some(handle) = self.table.get(id) else { return };
+        if handle.state != HandleState::Open {
+            return;
+        }
+        let owner = handle.owner;
+        handler.on_event(self, id, owner, event);
+    }
+
+    // ---------------------------------------------------------------- deferred phase
+
+    /// Queues `owner`'s deferred work: `Handler::on_deferred` runs once, in this
+    /// iteration's deferred phase (or the next iteration's, if queued during it).
+    pub fn defer(&mut self, owner: O) {
+        self.deferred.push_back(owner);
+    }
+
+    fn run_deferred<H: Handler<O>>(&mut self, handler: &mut H) {
+        let queued = self.deferred.len();
+        if queued > 0 {
+            trace!("phase: deferred ({queued} queued)");
+        }
+        for _ in 0..queued {
+            let owner = self.deferred.pop_front().expect("counted");
+            handler.on_deferred(self, owner);
+        }
+    }
+
+    // ---------------------------------------------------------------- closing
+
+    /// Closes a handle: the only way one ends. Idempotent; a stale id is ignored.
+    ///
+    /// The source is deregistered now and no further I/O or timer event reaches
+    /// the owner. The resource is released in the closing phase, which then
+    /// delivers [`Event::Closed`].
+    pub fn close(&mut self, id: HandleId) {
+        let Some(handle) = self.table.get_mut(id) else {
+            return;
+        };
+        if handle.state == HandleState::Closing {
+            return;
+        }
+        handle.state = HandleState::Closing;
+        if handle.armed_seq != 0 {
+            handle.armed_seq = 0;
+            self.counts.timers_armed -= 1;
+        }
+        let registry = self.poll.registry();
+        let deregistered = match &mut handle.resource {
+            Resource::Timer(_) => None,
+            Resource::Listener(listener) => Some(registry.deregister(&mut listener.socket)),
+            Resource::Stream(stream) => Some(registry.deregister(&mut stream.socket)),
+            Resource::Udp(udp) => Some(registry.deregister(&mut udp.socket)),
+            Resource::Signal(watch) => Some(registry.deregister(&mut watch.signals)),
+        };
+        if let Some(result) = deregistered {
+            self.counts.deregistrations += 1;
+            if let Err(e) = result {
+                debug!("deregistering {id} failed: {e}");
+            }
+        }
+        let kind = handle.resource.kind();
+        self.counts.open.add(kind, -1);
+        self.counts.closing.add(kind, 1);
+        self.closing.push_back(id);
+        trace!("{id} {} closing", kind.name());
+    }
+
+    fn run_closing<H: Handler<O>>(&mut self, handler: &mut H) {
+        for pass in 0..self.config.max_closing_passes {
+            if self.closing.is_empty() {
+                return;
+            }
+            trace!("phase: closing (pass {pass}, {} handles)", self.closing.len());
+            for _ in 0..self.closing.len() {
+                let id = self.closing.pop_front().expect("counted");
+                let Some(handle) = self.table.remove(id) else {
+                    continue;
+                };
+                let kind = handle.resource.kind();
+                let closed = Closed {
+                    kind,
+                    cancelled_writes: match &handle.resource {
+                        Resource::Stream(stream) => stream.unsent.len(),
+                        Resource::Udp(udp) => udp.unsent.len(),
+                        _ => 0,
+                    },
+                    cancelled_connect: matches!(&handle.resource, Resource::Stream(s) if s.connecting),
+                };
+                let owner = handle.owner;
+                drop(handle); // the one place a resource is released
+                self.counts.closing.add(kind, -1);
+                self.counts.closed_total.add(kind, 1);
+                trace!("{id} {} closed", kind.name());
+                handler.on_event(self, id, owner, Event::Closed(closed));
+            }
+        }
+        if !self.closing.is_empty() {
+            warn!(
+                "closing phase: {} handles still closing after {} passes; continuing next iteration",
+                self.closing.len(),
+                self.config.max_closing_passes
+            );
+        }
+    }
+
+    /// Refuses new handles from now on (the first step of shutdown).
+    pub fn begin_shutdown(&mut self) {
+        if !self.shutting_down {
+            debug!("shutting down: no new handles");
+        }
+        self.shutting_down = true;
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Closes every open handle through its close path (libuv's walk + close).
+    pub fn close_all(&mut self) {
+        let open: Vec<HandleId> = self
+            .table
+            .iter()
+            .filter(|(_, handle)| handle.state == HandleState::Open)
+            .map(|(id, _)| id)
+            .collect();
+        debug!("close_all: closing {} handles", open.len());
+        for id in open {
+            self.close(id);
+        }
+    }
+
+    /// Shutdown steps 3 and 4: close everything, then run the loop without blocking
+    /// until the table is empty and no work is queued (bounded). What remains, if
+    /// anything, is for `finish` to name.
+    pub fn close_all_and_drain<H: Handler<O>>(&mut self, handler: &mut H) -> io::Result<()> {
+        self.begin_shutdown();
+        for _ in 0..self.config.max_closing_passes {
+            self.close_all();
+            self.run(handler, RunMode::NoWait)?;
+            if self.table.len() == 0 && self.deferred.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Proves the loop is empty (libuv's `uv_loop_close`): a report of everything
+    /// opened and closed, or every handle still alive, named.
+    pub fn finish(&mut self) -> std::result::Result<Report, Busy> {
+        self.finished = true;
+        self.compact_timers();
+        let stats = self.stats();
+        if self.table.len() == 0
+            && self.deferred.is_empty()
+            && self.timers.len() == 0
+            && stats.registered() == 0
+        {
+            let report = Report {
+                opened: stats.opened_total,
+                closed: stats.closed_total,
+                stale_events: stats.stale_events,
+            };
+            debug!("loop finished: {report}");
+            Ok(report)
+        } else {
+            Err(Busy {
+                handles: self.handles(),
+                deferred: self.deferred.len(),
+                timer_entries: self.timers.len(),
+                registered: stats.registered(),
+            })
+        }
+    }
+
+    // ---------------------------------------------------------------- inspection
+
+    /// Calls `visit` for every handle in the table, open or closing (libuv's `uv_walk`).
+    pub fn walk(&self, mut visit: impl FnMut(HandleId, HandleKind, HandleState, O)) {
+        for (id, handle) in self.table.iter() {
+            visit(id, handle.resource.kind(), handle.state, handle.owner);
+        }
+    }
+
+    /// Every handle in the table, described.
+    pub fn handles(&self) -> Vec<HandleInfo> {
+        let mut all = Vec::new();
+        self.walk(|id, kind, state, owner| {
+            all.push(HandleInfo {
+                id,
+                kind,
+                state,
+                owner: format!("{owner:?}"),
+            })
+        });
+        all
+    }
+
+    /// One line per live handle (libuv's `uv_print_all_handles`).
+    pub fn dump(&self) -> String {
+        self.handles().iter().map(|h| format!("{h}\n")).collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            timer_entries: self.timers.len(),
+            deferred: self.deferred.len(),
+            ready_again: self.ready_again.len(),
+            ..self.counts.clone()
+        }
+    }
+
+    pub fn is_open(&self, id: HandleId) -> bool {
+        self.table.get(id).is_some_and(|h| h.state == HandleState::Open)
+    }
+
+    pub fn kind(&self, id: HandleId) -> Option<HandleKind> {
+        self.table.get(id).map(|h| h.resource.kind())
+    }
+
+    /// Hands an open handle to another owner (typically a just-accepted stream).
+    pub fn set_owner(&mut self, id: HandleId, owner: O) -> Result<()> {
+        match self.table.get_mut(id) {
+            Some(handle) if handle.state == HandleState::Open => {
+                handle.owner = owner;
+                Ok(())
+            }
+            _ => Err(ReactorError::NotFound(id)),
+        }
+    }
+
+    // ---------------------------------------------------------------- opening
+
+    fn open(&mut self, owner: O, mut resource: Resource) -> Result<HandleId> {
+        if self.shutting_down {
+            return Err(ReactorError::ShuttingDown);
+        }
+        let kind = resource.kind();
+        let index = self.table_next_token();
+        let registry = self.poll.registry();
+        let registered = match &mut resource {
+            Resource::Timer(_) => None,
+            Resource::Listener(l) => Some(registry.register(&mut l.socket, index, Interest::READABLE)),
+            Resource::Stream(s) => {
+                Some(registry.register(&mut s.socket, index, Interest::READABLE | Interest::WRITABLE))
+            }
+            Resource::Udp(u) => {
+                Some(registry.register(&mut u.socket, index, Interest::READABLE | Interest::WRITABLE))
+            }
+            Resource::Signal(w) => Some(registry.register(&mut w.signals, index, Interest::READABLE)),
+        };
+        match registered {
+            Some(Err(e)) => return Err(ReactorError::Io(e)),
+            Some(Ok(())) => self.counts.registrations += 1,
+            None => {}
+        }
+        let id = self.table.insert(Handle {
+            owner,
+            state: HandleState::Open,
+            armed_seq: 0,
+            resource,
+        });
+        debug_assert_eq!(id.to_token(), index);
+        self.counts.open.add(kind, 1);
+        self.counts.opened_total.add(kind, 1);
+        trace!("{id} {} opened for {owner:?}", kind.name());
+        Ok(id)
+    }
+
+    /// The token the next inserted handle will get, so a source can be registered
+    /// before it is stored (nothing can fail between the two).
+    fn table_next_token(&self) -> mio::Token {
+        self.table.peek_next_id().to_token()
+    }
+
+    fn check_creation(&self) -> Result<()> {
+        if self.shutting_down {
+            Err(ReactorError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn handle_mut(&mut self, id: HandleId) -> Result<&mut Handle<O>> {
+        match self.table.get_mut(id) {
+            Some(handle) if handle.state == HandleState::Open => Ok(handle),
+            _ => Err(ReactorError::NotFound(id)),
+        }
+    }
+
+    fn stream_mut(&mut self, id: HandleId) -> Result<&mut Stream> {
+        match &mut self.handle_mut(id)?.resource {
+            Resource::Stream(stream) => Ok(stream),
+            other => Err(ReactorError::WrongKind {
+                id,
+                expected: HandleKind::TcpStream,
+                actual: other.kind(),
+            }),
+        }
+    }
+
+    fn udp_mut(&mut self, id: HandleId) -> Result<&mut UdpSocket> {
+        match &mut self.handle_mut(id)?.resource {
+            Resource::Udp(udp) => Ok(udp),
+            other => Err(ReactorError::WrongKind {
+                id,
+                expected: HandleKind::Udp,
+                actual: other.kind(),
+            }),
+        }
+    }
+
+    fn timer_mut(&mut self, id: HandleId) -> Result<&mut TimerState> {
+        match &mut self.handle_mut(id)?.resource {
+            Resource::Timer(timer) => Ok(timer),
+            other => Err(ReactorError::WrongKind {
+                id,
+                expected: HandleKind::Timer,
+                actual: other.kind(),
+            }),
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// A stopped timer (libuv's `uv_timer_init`).
+    pub fn timer(&mut self, owner: O) -> Result<HandleId> {
+        self.open(owner, Resource::Timer(TimerState::default()))
+    }
+
+    /// Arms a timer to fire after `timeout`, then every `repeat` if given.
+    /// Restarting an armed timer replaces its deadline.
+    pub fn timer_start(&mut self, id: HandleId, timeout: Duration, repeat: Option<Duration>) -> Result<()> {
+        let timer = self.timer_mut(id)?;
+        timer.repeat = repeat;
+        timer.started = true;
+        let deadline = self.now + timeout;
+        self.arm(id, deadline);
+        Ok(())
+    }
+
+    /// Disarms a timer. The handle stays open: only `close` frees it.
+    pub fn timer_stop(&mut self, id: HandleId) -> Result<()> {
+        self.timer_mut(id)?;
+        self.disarm(id);
+        Ok(())
+    }
+
+    /// Restarts a repeating timer with its repeat as the timeout (libuv's
+    /// `uv_timer_again`); a non-repeating timer is left as it is.
+    pub fn timer_again(&mut self, id: HandleId) -> Result<()> {
+        let timer = self.timer_mut(id)?;
+        if let Some(repeat) = timer.repeat {
+            let deadline = self.now + repeat;
+            self.arm(id, deadline);
+        }
+        Ok(())
+    }
+
+    pub fn timer_is_armed(&self, id: HandleId) -> bool {
+        self.table
+            .get(id)
+            .is_some_and(|h| h.armed_seq != 0 && matches!(h.resource, Resource::Timer(_)))
+    }
+
+    // ---------------------------------------------------------------- TCP
+
+    /// A listening socket. Accepted connections arrive as [`Event::Accepted`].
+    pub fn tcp_listen(&mut self, addr: SocketAddr, owner: O) -> Result<HandleId> {
+        self.check_creation()?;
+        let listener = Listener::bind(addr)?;
+        self.open(owner, Resource::Listener(listener))
+    }
+
+    /// Starts a non-blocking connect. [`Event::Connected`] or
+    /// [`Event::ConnectFailed`] follows; `timeout` bounds the wait. Writes made
+    /// before the connect completes are queued.
+    pub fn tcp_connect(&mut self, addr: SocketAddr, owner: O, timeout: Option<Duration>) -> Result<HandleId> {
+        self.check_creation()?;
+        let socket = mio::net::TcpStream::connect(addr)?;
+        let id = self.open(owner, Resource::Stream(Box::new(Stream::new(socket, true))))?;
+        if let Some(timeout) = timeout {
+            let deadline = self.now + timeout;
+            self.arm(id, deadline);
+        }
+        Ok(id)
+    }
+
+    /// Queues bytes for sending, writing at once what the socket takes. Refused
+    /// with `QueueFull` past [`Config::write_queue_limit`]: wait for `Drained`.
+    /// A socket error closes the stream and is returned.
+    pub fn tcp_write(&mut self, id: HandleId, data: &[u8]) -> Result<()> {
+        let limit = self.config.write_queue_limit;
+        let stream = self.stream_mut(id)?;
+        if stream.shutdown_requested {
+            return Err(ReactorError::WriteAfterShutdown(id));
+        }
+        if stream.unsent.len() + data.len() > limit {
+            return Err(ReactorError::QueueFull(id));
+        }
+        let mut written = 0;
+        if !stream.connecting && stream.unsent.is_empty() {
+            match stream.write_direct(data) {
+                Ok(n) => written = n,
+                Err(e) => {
+                    self.close(id);
+                    return Err(ReactorError::Io(e));
+                }
+            }
+        }
+        if written < data.len() {
+            stream.unsent.extend(&data[written..]);
+            stream.notify_drained = true;
+        }
+        Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the kernel.
+    pub fn tcp_unsent(&mut self, id: HandleId) -> Result<usize> {
+        Ok(self.stream_mut(id)?.unsent.len())
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn tcp_received(&mut self, id: HandleId) -> Result<&[u8]> {
+        Ok(self.stream_mut(id)?.received.as_slice())
+    }
+
+    /// Marks `n` received bytes as used. Reading resumes if the buffer was full.
+    pub fn tcp_consume(&mut self, id: HandleId, n: usize) -> Result<()> {
+        let limit = self.config.read_buffer_limit;
+        let stream = self.stream_mut(id)?;
+        stream.received.consume(n);
+        if stream.read_paused && stream.received.len() < limit {
+            stream.read_paused = false;
+            self.ready_again.push_back((
+                id,
+                Readiness {
+                    readable: true,
+                    writable: false,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Shuts the write side once every queued byte is sent (libuv's `uv_shutdown`).
+    pub fn tcp_shutdown(&mut self, id: HandleId) -> Result<()> {
+        let stream = self.stream_mut(id)?;
+        stream.shutdown_requested = true;
+        if !stream.connecting && stream.unsent.is_empty() {
+            stream.flush();
+        }
+        Ok(())
+    }
+
+    /// Disables Nagle's algorithm: small messages (requests, haves) go out at once.
+    pub fn tcp_set_nodelay(&mut self, id: HandleId, nodelay: bool) -> Result<()> {
+        Ok(self.stream_mut(id)?.socket.set_nodelay(nodelay)?)
+    }
+
+    /// Whether the stream is still connecting.
+    pub fn tcp_is_connecting(&mut self, id: HandleId) -> Result<bool> {
+        Ok(self.stream_mut(id)?.connecting)
+    }
+
+    pub fn local_addr(&mut self, id: HandleId) -> Result<SocketAddr> {
+        Ok(match &self.handle_mut(id)?.resource {
+            Resource::Listener(l) => l.socket.local_addr()?,
+            Resource::Stream(s) => s.socket.local_addr()?,
+            Resource::Udp(u) => u.socket.local_addr()?,
+            other => {
+                let actual = other.kind();
+                return Err(ReactorError::WrongKind {
+                    id,
+                    expected: HandleKind::TcpStream,
+                    actual,
+                });
+            }
+        })
+    }
+
+    pub fn peer_addr(&mut self, id: HandleId) -> Result<SocketAddr> {
+        Ok(self.stream_mut(id)?.socket.peer_addr()?)
+    }
+
+    // ---------------------------------------------------------------- UDP
+
+    pub fn udp_bind(&mut self, addr: SocketAddr, owner: O) -> Result<HandleId> {
+        self.check_creation()?;
+        let socket = UdpSocket::bind(addr)?;
+        self.open(owner, Resource::Udp(Box::new(socket)))
+    }
+
+    /// Sends a datagram now, or queues it if the socket would block. Refused with
+    /// `QueueFull` past [`Config::udp_queue_limit`] queued datagrams.
+    pub fn udp_send_to(&mut self, id: HandleId, data: &[u8], to: SocketAddr) -> Result<()> {
+        let limit = self.config.udp_queue_limit;
+        let udp = self.udp_mut(id)?;
+        if udp.unsent.is_empty() {
+            match udp.socket.send_to(data, to) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(ReactorError::Io(e)),
+            }
+        }
+        if udp.unsent.len() >= limit {
+            return Err(ReactorError::QueueFull(id));
+        }
+        udp.unsent.push_back((to, data.to_vec()));
+        Ok(())
+    }
+
+    /// Datagrams queued and not yet sent.
+    pub fn udp_unsent(&mut self, id: HandleId) -> Result<usize> {
+        Ok(self.udp_mut(id)?.unsent.len())
+    }
+
+    /// Reads one datagram into `buf`; `None` when there is none left. Call it until
+    /// `None` after [`Event::Readable`] (or the loop offers the socket again).
+    pub fn udp_recv_from(&mut self, id: HandleId, buf: &mut [u8]) -> Result<Option<(usize, SocketAddr)>> {
+        let udp = self.udp_mut(id)?;
+        loop {
+            match udp.socket.recv_from(buf) {
+                Ok((n, from)) => return Ok(Some((n, from))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    udp.maybe_readable = false;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReactorError::Io(e)),
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- signals
+
+    /// Watches `signals` (for example SIGINT and SIGTERM); each arrival becomes
+    /// [`Event::Signal`]. Closing the handle restores the previous dispositions.
+    pub fn signal_watch(&mut self, signals: &[i32], owner: O) -> Result<HandleId> {
+        self.check_creation()?;
+        let watch = signal::SignalWatch::new(signals)?;
+        self.open(owner, Resource::Signal(watch))
+    }
+
+    // ---------------------------------------------------------------- test hooks
+
+    /// Feeds the loop a readiness event for `token` on its next iteration, as if
+    /// the OS had reported it: lets tests replay an old token (the ABA case).
+    #[doc(hidden)]
+    pub fn inject_event(&mut self, id: HandleId) {
+        self.ready_again.push_back((
+            id,
+            Readiness {
+                readable: true,
+                writable: true,
+            },
+        ));
+    }
+
+    /// Puts a timer entry for `id` due at `deadline` with sequence `seq` into the
+    /// queue, as if it had been left over from an earlier life of the slot.
+    #[doc(hidden)]
+    pub fn inject_timer_entry(&mut self, id: HandleId, deadline: Instant, seq: u64) {
+        self.timers.push_raw(TimerEntry { deadline, seq, id });
+    }
+
+    /// Queues a datagram without trying to send it. Loopback UDP practically never
+    /// blocks, so tests use this to reach the "UDP with queued sends" state.
+    #[doc(hidden)]
+    pub fn udp_queue_unsent(&mut self, id: HandleId, data: &[u8], to: SocketAddr) -> Result<()> {
+        self.udp_mut(id)?.unsent.push_back((to, data.to_vec()));
+        Ok(())
+    }
+
+    /// The sequence number of `id`'s live timer entry (0 if none).
+    #[doc(hidden)]
+    pub fn armed_seq(&self, id: HandleId) -> u64 {
+        self.table.get(id).map_or(0, |h| h.armed_seq)
+    }
+}
+
+impl<O: Copy + Debug> Drop for Reactor<O> {
+    fn drop(&mut self) {
+        if self.finished || self.table.len() == 0 || std::thread::panicking() {
+            return;
+        }
+        let message = format!(
+            "reactor dropped without finish() with live handles:\n{}",
+            self.dump()
+        );
+        log::error!("{message}");
+        // Debug builds (and so every test) refuse outright: a test that forgets to
+        // close is the seed's bug #12.
+        if cfg!(debug_assertions) {
+            panic!("{message}");
+        }
+    }
+}

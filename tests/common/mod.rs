@@ -1,0 +1,145 @@
+//! Helpers shared by the integration tests: a scriptable handler that records
+//! every event, and bounded ways to run a loop until something happened.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use bitloop::reactor::{Event, HandleId, Handler, Reactor, RunMode};
+
+/// The owner tag tests use: a small number naming the role of a handle.
+pub type Tag = u32;
+
+/// A recorded event, reduced to something comparable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Timer,
+    Accepted(HandleId),
+    Connected,
+    ConnectFailed(std::io::ErrorKind),
+    Readable,
+    Eof,
+    Drained,
+    Error(std::io::ErrorKind),
+    Signal(i32),
+    Closed {
+        cancelled_writes: usize,
+        cancelled_connect: bool,
+    },
+    Deferred,
+}
+
+pub type Behaviour = Box<dyn FnMut(&mut Reactor<Tag>, HandleId, Tag, &Event)>;
+
+/// Records `(id, owner, event)` for every event and then runs an optional behaviour.
+pub struct Recorder {
+    pub log: Vec<(HandleId, Tag, Seen)>,
+    pub behaviour: Option<Behaviour>,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder {
+            log: Vec::new(),
+            behaviour: None,
+        }
+    }
+
+    pub fn with(behaviour: impl FnMut(&mut Reactor<Tag>, HandleId, Tag, &Event) + 'static) -> Recorder {
+        Recorder {
+            log: Vec::new(),
+            behaviour: Some(Box::new(behaviour)),
+        }
+    }
+
+    pub fn count(&self, id: HandleId, seen: &Seen) -> usize {
+        self.log.iter().filter(|(i, _, s)| *i == id && s == seen).count()
+    }
+
+    pub fn events_of(&self, id: HandleId) -> Vec<Seen> {
+        self.log
+            .iter()
+            .filter(|(i, _, _)| *i == id)
+            .map(|(_, _, s)| s.clone())
+            .collect()
+    }
+
+    pub fn closed(&self, id: HandleId) -> bool {
+        self.log
+            .iter()
+            .any(|(i, _, s)| *i == id && matches!(s, Seen::Closed { .. }))
+    }
+}
+
+impl Handler<Tag> for Recorder {
+    fn on_event(&mut self, reactor: &mut Reactor<Tag>, id: HandleId, owner: Tag, event: Event) {
+        let seen = match &event {
+            Event::Timer => Seen::Timer,
+            Event::Accepted { stream, .. } => Seen::Accepted(*stream),
+            Event::Connected => Seen::Connected,
+            Event::ConnectFailed(e) => Seen::ConnectFailed(e.kind()),
+            Event::Readable => Seen::Readable,
+            Event::Eof => Seen::Eof,
+            Event::Drained => Seen::Drained,
+            Event::Error(e) => Seen::Error(e.kind()),
+            Event::Signal(s) => Seen::Signal(*s),
+            Event::Closed(c) => Seen::Closed {
+                cancelled_writes: c.cancelled_writes,
+                cancelled_connect: c.cancelled_connect,
+            },
+        };
+        self.log.push((id, owner, seen));
+        if let Some(behaviour) = self.behaviour.as_mut() {
+            behaviour(reactor, id, owner, &event);
+        }
+    }
+
+    fn on_deferred(&mut self, _reactor: &mut Reactor<Tag>, owner: Tag) {
+        self.log
+            .push((HandleId::from_token(mio_token_zero()), owner, Seen::Deferred));
+    }
+}
+
+fn mio_token_zero() -> mio::Token {
+    mio::Token(0)
+}
+
+/// Runs single iterations until `done` holds; panics after `limit` (never hangs a test).
+pub fn run_until<H: Handler<Tag>>(
+    reactor: &mut Reactor<Tag>,
+    handler: &mut H,
+    limit: Duration,
+    mut done: impl FnMut(&H, &mut Reactor<Tag>) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !done(handler, reactor) {
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        // A short-lived keep-alive timer bounds each blocking poll.
+        let guard = reactor.timer(u32::MAX).expect("guard timer");
+        reactor
+            .timer_start(guard, Duration::from_millis(20), None)
+            .expect("start guard");
+        reactor.run(handler, RunMode::Once).expect("run");
+        reactor.close(guard);
+    }
+}
+
+/// Closes everything, drains, and asserts the loop is provably empty.
+pub fn close_and_finish<H: Handler<Tag>>(reactor: &mut Reactor<Tag>, handler: &mut H) {
+    reactor.close_all_and_drain(handler).expect("drain");
+    let stats = reactor.stats();
+    match reactor.finish() {
+        Ok(report) => assert_eq!(report.opened.total(), report.closed.total()),
+        Err(busy) => panic!("{busy}"),
+    }
+    assert_eq!(stats.registered(), 0, "{stats:?}");
+    assert_eq!(stats.timers_armed, 0);
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("procfs").count()
+}

@@ -1,0 +1,645 @@
+//! The reactor's contract, tested through its public API on loopback.
+//!
+//! Every test ends with `close_and_finish`, which fails if anything is still
+//! alive: a test that forgets to close is the seed's bug #12.
+
+mod common;
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bitloop::reactor::{Config, Event, HandleKind, HandleState, Reactor, ReactorError, RunMode};
+use common::{close_and_finish, run_until, Recorder, Seen, Tag};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn manual() -> Reactor<Tag> {
+    Reactor::with_config(Config {
+        manual_clock: true,
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn timer_fires_once_then_repeats_on_a_manual_clock() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let once = rx.timer(1).unwrap();
+    let every = rx.timer(2).unwrap();
+    rx.timer_start(once, Duration::from_millis(100), None).unwrap();
+    rx.timer_start(every, Duration::from_millis(50), Some(Duration::from_millis(50)))
+        .unwrap();
+
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert!(rec.log.is_empty(), "nothing is due yet");
+    rx.advance(Duration::from_millis(50));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(rec.events_of(every), vec![Seen::Timer]);
+    rx.advance(Duration::from_millis(50));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(rec.events_of(once), vec![Seen::Timer]);
+    assert_eq!(rec.count(every, &Seen::Timer), 2);
+    assert!(!rx.timer_is_armed(once), "a one-shot timer disarms after firing");
+    assert!(rx.timer_is_armed(every));
+    assert!(rx.is_open(once), "firing is not closing");
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn equal_deadlines_fire_in_start_order() {
+    let mut rx = manual();
+    let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = order.clone();
+    let mut rec = Recorder::with(move |_, _, owner, event| {
+        if matches!(event, Event::Timer) {
+            seen.borrow_mut().push(owner);
+        }
+    });
+    let ids: Vec<_> = (0..20).map(|tag| rx.timer(tag).unwrap()).collect();
+    // Started in reverse slot order, so FIFO is not an accident of slot order.
+    for id in ids.iter().rev() {
+        rx.timer_start(*id, Duration::from_millis(10), None).unwrap();
+    }
+    rx.advance(Duration::from_millis(10));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(*order.borrow(), (0..20).rev().collect::<Vec<_>>());
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn stop_and_restart_supersede_old_deadlines() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let t = rx.timer(1).unwrap();
+    rx.timer_start(t, Duration::from_millis(10), None).unwrap();
+    rx.timer_start(t, Duration::from_millis(30), None).unwrap();
+    rx.advance(Duration::from_millis(20));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert!(rec.log.is_empty(), "the first deadline was replaced");
+    assert_eq!(rx.stats().superseded_timer_entries, 1);
+    rx.timer_stop(t).unwrap();
+    rx.advance(Duration::from_millis(20));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert!(rec.log.is_empty(), "a stopped timer does not fire");
+    assert!(rx.is_open(t), "stopping is not closing");
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn restarting_a_timer_many_times_keeps_the_queue_bounded() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let t = rx.timer(1).unwrap();
+    for i in 0..100_000u64 {
+        rx.timer_start(t, Duration::from_secs(60 + i), None).unwrap();
+    }
+    let stats = rx.stats();
+    assert!(
+        stats.timer_entries <= 2 * stats.timers_armed + 64 + 1,
+        "{stats:?}"
+    );
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn timer_again_restarts_with_the_repeat() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let t = rx.timer(1).unwrap();
+    rx.timer_start(t, Duration::from_millis(10), Some(Duration::from_millis(100)))
+        .unwrap();
+    rx.advance(Duration::from_millis(5));
+    rx.timer_again(t).unwrap(); // now due at 105 ms, not 10 ms
+    rx.advance(Duration::from_millis(50));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert!(rec.log.is_empty());
+    rx.advance(Duration::from_millis(50));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(rec.events_of(t), vec![Seen::Timer]);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn repeating_timer_closed_from_its_own_callback_fires_no_more() {
+    let mut rx = manual();
+    let mut rec = Recorder::with(|rx, id, _, event| {
+        if matches!(event, Event::Timer) {
+            rx.close(id);
+            rx.close(id); // twice: a no-op
+        }
+    });
+    let t = rx.timer(7).unwrap();
+    rx.timer_start(t, Duration::ZERO, Some(Duration::from_millis(1)))
+        .unwrap();
+    for _ in 0..5 {
+        rx.advance(Duration::from_millis(1));
+        rx.run(&mut rec, RunMode::NoWait).unwrap();
+    }
+    let closed = Seen::Closed {
+        cancelled_writes: 0,
+        cancelled_connect: false,
+    };
+    assert_eq!(rec.events_of(t), vec![Seen::Timer, closed]);
+    assert!(!rx.is_alive());
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn close_is_idempotent_and_stale_ids_are_refused() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let t = rx.timer(1).unwrap();
+    rx.close(t);
+    rx.close(t);
+    assert_eq!(rx.stats().closing.get(HandleKind::Timer), 1);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    rx.close(t); // after removal: still a no-op
+    assert_eq!(rec.log.len(), 1, "exactly one Closed: {:?}", rec.log);
+    assert!(matches!(
+        rx.timer_start(t, Duration::ZERO, None),
+        Err(ReactorError::NotFound(_))
+    ));
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn timer_closed_by_an_earlier_timer_in_the_same_batch_does_not_fire() {
+    let mut rx = manual();
+    let victim = Rc::new(Cell::new(None));
+    let target = victim.clone();
+    let mut rec = Recorder::with(move |rx, _, owner, event| {
+        if owner == 1 && matches!(event, Event::Timer) {
+            rx.close(target.get().unwrap());
+        }
+    });
+    let first = rx.timer(1).unwrap();
+    let second = rx.timer(2).unwrap();
+    victim.set(Some(second));
+    rx.timer_start(first, Duration::from_millis(5), None).unwrap();
+    rx.timer_start(second, Duration::from_millis(5), None).unwrap();
+    rx.advance(Duration::from_millis(5));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(rec.count(second, &Seen::Timer), 0);
+    assert!(rec.closed(second));
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn aba_old_token_and_old_timer_entry_do_not_reach_the_new_handle() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let old = rx.timer(1).unwrap();
+    rx.timer_start(old, Duration::from_millis(10), None).unwrap();
+    let old_seq = rx.armed_seq(old);
+    rx.close(old);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+
+    // slab reuses the freed slot first: the new handle gets the same index.
+    let new = rx.timer(2).unwrap();
+    assert_eq!(new.index(), old.index());
+    assert_ne!(new.generation(), old.generation());
+    rx.timer_start(new, Duration::from_secs(3600), None).unwrap();
+
+    let before = rx.stats().stale_events;
+    rx.inject_event(old);
+    rx.inject_timer_entry(old, rx.now(), old_seq);
+    rx.advance(Duration::from_millis(10));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    let after = rx.stats().stale_events;
+
+    assert!(
+        rec.events_of(new).is_empty(),
+        "the new handle was touched: {:?}",
+        rec.log
+    );
+    assert!(rx.timer_is_armed(new));
+    // The injected token, the injected entry, and the closed timer's own leftover entry.
+    assert_eq!(after - before, 3);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn aba_for_streams_old_token_is_dropped() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::new();
+    let listener = StdListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let old = rx.tcp_connect(addr, 1, None).unwrap();
+    rx.close(old);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    let new = rx.tcp_connect(addr, 2, None).unwrap();
+    assert_eq!(new.index(), old.index());
+    // The kernel completed the old handshake too: its connection is first in the queue.
+    let (_old_peer, _) = listener.accept().unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(new, &Seen::Connected) == 1
+    });
+    let before = rx.stats().stale_events;
+    rx.inject_event(old);
+    peer.write_all(b"x").unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(new, &Seen::Readable) == 1
+    });
+    assert_eq!(rx.stats().stale_events - before, 1);
+    assert!(rec
+        .events_of(old)
+        .iter()
+        .all(|s| matches!(s, Seen::Closed { .. })));
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn tcp_echo_round_trip_with_accept_and_set_owner() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    // Owner tags: 1 = listener, 2 = accepted side, 3 = client.
+    let mut rec = Recorder::with(|rx, id, owner, event| match (owner, event) {
+        (1, Event::Accepted { stream, .. }) => rx.set_owner(*stream, 2).unwrap(),
+        (2, Event::Readable) => {
+            let data = rx.tcp_received(id).unwrap().to_vec();
+            rx.tcp_consume(id, data.len()).unwrap();
+            rx.tcp_write(id, &data).unwrap();
+        }
+        (2, Event::Eof) => rx.tcp_shutdown(id).unwrap(),
+        _ => {}
+    });
+    let listener = rx.tcp_listen(loopback(), 1).unwrap();
+    let addr = rx.local_addr(listener).unwrap();
+    let client = rx.tcp_connect(addr, 3, Some(Duration::from_secs(5))).unwrap();
+    rx.tcp_write(client, b"hello, loop").unwrap(); // queued while connecting
+    rx.tcp_shutdown(client).unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(client, &Seen::Eof) == 1
+    });
+    assert_eq!(rx.tcp_received(client).unwrap(), b"hello, loop");
+    assert_eq!(rec.count(client, &Seen::Connected), 1);
+    assert!(matches!(
+        rx.tcp_write(client, b"late"),
+        Err(ReactorError::WriteAfterShutdown(_))
+    ));
+    assert!(rec
+        .log
+        .iter()
+        .any(|(_, owner, seen)| *owner == 2 && *seen == Seen::Eof));
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn connect_refused_is_reported_and_the_stream_closed_by_the_loop() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::new();
+    let addr = {
+        let l = StdListener::bind(loopback()).unwrap();
+        l.local_addr().unwrap()
+    }; // closed again: nothing listens there now
+    let id = rx.tcp_connect(addr, 1, None).unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| rec.closed(id));
+    assert_eq!(
+        rec.events_of(id),
+        vec![
+            Seen::ConnectFailed(std::io::ErrorKind::ConnectionRefused),
+            Seen::Closed {
+                cancelled_writes: 0,
+                cancelled_connect: true
+            }
+        ]
+    );
+    close_and_finish(&mut rx, &mut rec);
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a
+/// connect to it stays pending until our timeout fires.
+fn black_hole() -> (socket2::Socket, StdStream, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&loopback().into()).unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let filler = StdStream::connect(addr).unwrap();
+    (socket, filler, addr)
+}
+
+#[test]
+fn connect_timeout_fails_a_connect_that_never_completes() {
+    let (_hole, _filler, addr) = black_hole();
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let id = rx.tcp_connect(addr, 1, Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..5 {
+        rx.run(&mut rec, RunMode::NoWait).unwrap();
+    }
+    assert!(
+        rx.tcp_is_connecting(id).unwrap(),
+        "the SYN should be unanswered: {:?}",
+        rec.log
+    );
+    rx.advance(Duration::from_secs(5));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(
+        rec.events_of(id),
+        vec![
+            Seen::ConnectFailed(std::io::ErrorKind::TimedOut),
+            Seen::Closed {
+                cancelled_writes: 0,
+                cancelled_connect: true
+            }
+        ]
+    );
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn closing_a_connecting_stream_cancels_the_connect_and_its_writes() {
+    let (_hole, _filler, addr) = black_hole();
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    let id = rx.tcp_connect(addr, 1, Some(Duration::from_secs(5))).unwrap();
+    rx.tcp_write(id, b"never sent").unwrap();
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    rx.close(id);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(
+        rec.events_of(id),
+        vec![Seen::Closed {
+            cancelled_writes: 10,
+            cancelled_connect: true
+        }]
+    );
+    // The connect timeout died with the connection.
+    rx.advance(Duration::from_secs(10));
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(rec.events_of(id).len(), 1);
+    assert_eq!(rx.stats().timers_armed, 0);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn close_during_a_read_callback_stops_further_events() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::with(|rx, id, owner, event| {
+        if owner == 1 && matches!(event, Event::Readable) {
+            rx.close(id);
+        }
+    });
+    let listener = StdListener::bind(loopback()).unwrap();
+    let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"first").unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap(); // an Eof would follow if we were still open
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| rec.closed(id));
+    let events = rec.events_of(id);
+    assert_eq!(
+        events[events.len() - 2..],
+        [
+            Seen::Readable,
+            Seen::Closed {
+                cancelled_writes: 0,
+                cancelled_connect: false
+            }
+        ]
+    );
+    assert_eq!(rec.count(id, &Seen::Eof), 0);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn write_backpressure_queue_full_then_drained() {
+    let config = Config {
+        write_queue_limit: 1 << 20,
+        ..Config::default()
+    };
+    let mut rx: Reactor<Tag> = Reactor::with_config(config).unwrap();
+    let mut rec = Recorder::new();
+    let listener = StdListener::bind(loopback()).unwrap();
+    let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(id, &Seen::Connected) == 1
+    });
+
+    // The peer does not read yet, so the kernel buffers fill and our queue grows.
+    let chunk = vec![0x5a; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match rx.tcp_write(id, &chunk) {
+            Ok(()) => sent += chunk.len(),
+            Err(ReactorError::QueueFull(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(sent < 256 << 20, "queue never filled");
+    }
+    assert!(rx.tcp_unsent(id).unwrap() > 0);
+    let reader = std::thread::spawn(move || {
+        let mut total = 0;
+        let mut buf = vec![0; 1 << 16];
+        while total < sent {
+            let n = peer.read(&mut buf).unwrap();
+            assert!(buf[..n].iter().all(|&b| b == 0x5a));
+            total += n;
+        }
+        total
+    });
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(id, &Seen::Drained) == 1
+    });
+    assert_eq!(rx.tcp_unsent(id).unwrap(), 0);
+    assert_eq!(reader.join().unwrap(), sent);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn bounded_read_buffer_delivers_every_byte_in_order() {
+    let config = Config {
+        read_buffer_limit: 4096,
+        ..Config::default()
+    };
+    let mut rx: Reactor<Tag> = Reactor::with_config(config).unwrap();
+    let received = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = received.clone();
+    let mut rec = Recorder::with(move |rx, id, _, event| {
+        if matches!(event, Event::Readable) {
+            // Consume at most 1000 bytes per event: the buffer fills, reading
+            // pauses, and resumes when we consume.
+            let data = rx.tcp_received(id).unwrap();
+            assert!(data.len() <= 4096);
+            let take = data.len().min(1000);
+            sink.borrow_mut().extend_from_slice(&data[..take]);
+            rx.tcp_consume(id, take).unwrap();
+        }
+    });
+    let listener = StdListener::bind(loopback()).unwrap();
+    let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let expected = payload.clone();
+    let writer = std::thread::spawn(move || {
+        peer.write_all(&payload).unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    run_until(&mut rx, &mut rec, LIMIT, |rec, rx| {
+        // Keep consuming buffered bytes even when no new event arrives.
+        let _ = rx.tcp_received(id).map(|d| d.len());
+        rec.count(id, &Seen::Eof) == 1
+    });
+    writer.join().unwrap();
+    while let Ok(data) = rx.tcp_received(id) {
+        if data.is_empty() {
+            break;
+        }
+        let data = data.to_vec();
+        received.borrow_mut().extend_from_slice(&data);
+        rx.tcp_consume(id, data.len()).unwrap();
+    }
+    assert_eq!(*received.borrow(), expected);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn udp_ping_pong_and_queued_datagrams_are_cancelled_at_close() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::with(|rx, id, owner, event| {
+        if matches!(event, Event::Readable) {
+            let mut buf = [0u8; 1500];
+            while let Some((n, from)) = rx.udp_recv_from(id, &mut buf).unwrap() {
+                if owner == 1 && &buf[..n] == b"ping" {
+                    rx.udp_send_to(id, b"pong", from).unwrap();
+                }
+            }
+        }
+    });
+    let a = rx.udp_bind(loopback(), 1).unwrap();
+    let b = rx.udp_bind(loopback(), 2).unwrap();
+    let a_addr = rx.local_addr(a).unwrap();
+    rx.udp_send_to(b, b"ping", a_addr).unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(b, &Seen::Readable) >= 1
+    });
+    rx.udp_queue_unsent(b, b"late", a_addr).unwrap();
+    rx.close(b);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(
+        rec.events_of(b).last(),
+        Some(&Seen::Closed {
+            cancelled_writes: 1,
+            cancelled_connect: false
+        })
+    );
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn signals_arrive_as_events_and_closing_restores_them() {
+    use signal_hook::consts::{SIGUSR1, SIGUSR2};
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::new();
+    let id = rx.signal_watch(&[SIGUSR1, SIGUSR2], 9).unwrap();
+    signal_hook::low_level::raise(SIGUSR2).unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(id, &Seen::Signal(SIGUSR2)) == 1
+    });
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn deferred_work_runs_once_in_its_phase() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    rx.defer(5);
+    rx.defer(6);
+    assert!(rx.is_alive(), "queued work keeps the loop alive");
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    let deferred: Vec<_> = rec
+        .log
+        .iter()
+        .map(|(_, owner, seen)| (*owner, seen.clone()))
+        .collect();
+    assert_eq!(deferred, vec![(5, Seen::Deferred), (6, Seen::Deferred)]);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert_eq!(rec.log.len(), 2);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn run_default_returns_when_nothing_is_active_and_stop_ends_it_early() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::with(|rx, id, owner, event| {
+        if owner == 1 && matches!(event, Event::Timer) {
+            rx.close(id);
+        }
+        if owner == 2 && matches!(event, Event::Timer) {
+            rx.stop();
+        }
+    });
+    let t = rx.timer(1).unwrap();
+    rx.timer_start(t, Duration::from_millis(1), None).unwrap();
+    let idle = rx.timer(3).unwrap(); // stopped: not active, does not keep run() going
+    assert!(!rx.run(&mut rec, RunMode::Default).unwrap());
+    assert!(rec.closed(t));
+
+    let stopper = rx.timer(2).unwrap();
+    rx.timer_start(stopper, Duration::from_millis(1), Some(Duration::from_millis(1)))
+        .unwrap();
+    assert!(
+        rx.run(&mut rec, RunMode::Default).unwrap(),
+        "stop() returns with work left"
+    );
+    assert_eq!(rec.count(stopper, &Seen::Timer), 1);
+    rx.close(idle);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn shutting_down_refuses_new_handles() {
+    let mut rx = manual();
+    let mut rec = Recorder::new();
+    rx.begin_shutdown();
+    assert!(matches!(rx.timer(1), Err(ReactorError::ShuttingDown)));
+    assert!(matches!(
+        rx.udp_bind(loopback(), 1),
+        Err(ReactorError::ShuttingDown)
+    ));
+    assert!(matches!(
+        rx.tcp_listen(loopback(), 1),
+        Err(ReactorError::ShuttingDown)
+    ));
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+fn finish_names_every_live_handle_by_kind() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut rec = Recorder::new();
+    let t = rx.timer(41).unwrap();
+    let u = rx.udp_bind(loopback(), 42).unwrap();
+    let busy = rx.finish().expect_err("two handles are alive");
+    let kinds: Vec<_> = busy
+        .handles
+        .iter()
+        .map(|h| (h.id, h.kind, h.state, h.owner.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (t, HandleKind::Timer, HandleState::Open, "41".into()),
+            (u, HandleKind::Udp, HandleState::Open, "42".into())
+        ]
+    );
+    let text = busy.to_string();
+    assert!(text.contains("timer") && text.contains("udp"), "{text}");
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
+#[should_panic(expected = "reactor dropped without finish()")]
+fn dropping_a_loop_with_live_handles_panics_in_debug_builds() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let _t = rx.timer(1).unwrap();
+    drop(rx);
+}
