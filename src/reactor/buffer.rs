@@ -1,8 +1,9 @@
 //! A byte queue used for a stream's read buffer and its write queue.
 //!
 //! Bytes are appended at the back and consumed from the front; consumed space is
-//! reclaimed by moving the live bytes down when that is cheap, so the buffer
-//! never grows past the most bytes it has held at once.
+//! reclaimed by moving the live bytes down before growing, so the buffer stays
+//! near the most bytes it has held at once, and gives large storage back when
+//! it empties.
 
 use std::io::{self, Read};
 
@@ -11,10 +12,14 @@ const MIN_READ_CHUNK: usize = 16 * 1024;
 /// A buffer emptied while holding more than this gives its memory back.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
+/// Live bytes are `storage[start..end]`. `storage` is always fully initialised, so
+/// a read can go straight into `storage[end..]` without zeroing it first; it is
+/// zeroed once, when it grows.
 #[derive(Debug, Default)]
 pub(crate) struct ByteQueue {
-    bytes: Vec<u8>,
+    storage: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 /// How one `fill_from` call ended.
@@ -28,7 +33,7 @@ pub(crate) struct FillOutcome {
 
 impl ByteQueue {
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len() - self.start
+        self.end - self.start
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -36,33 +41,41 @@ impl ByteQueue {
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.bytes[self.start..]
+        &self.storage[self.start..self.end]
     }
 
     pub(crate) fn extend(&mut self, data: &[u8]) {
-        self.compact_if_cheap(data.len());
-        self.bytes.extend_from_slice(data);
+        self.make_room(data.len());
+        self.storage[self.end..self.end + data.len()].copy_from_slice(data);
+        self.end += data.len();
     }
 
     /// Drops `n` bytes from the front (all of them if `n` is larger).
     pub(crate) fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());
-        if self.start == self.bytes.len() {
-            self.bytes.clear();
+        if self.start == self.end {
             self.start = 0;
-            if self.bytes.capacity() > SHRINK_ABOVE {
-                self.bytes = Vec::new();
+            self.end = 0;
+            if self.storage.len() > SHRINK_ABOVE {
+                self.storage = Vec::new();
             }
         }
     }
 
-    /// Moves live bytes to the front when more space is needed and the move is
-    /// small compared with the space it frees.
-    fn compact_if_cheap(&mut self, wanted: usize) {
-        let spare = self.bytes.capacity() - self.bytes.len();
-        if self.start > 0 && spare < wanted && self.len() <= self.start {
-            self.bytes.drain(..self.start);
+    /// Ensures `wanted` free bytes after `end`: moves live bytes to the front when
+    /// that frees enough, grows the storage otherwise.
+    fn make_room(&mut self, wanted: usize) {
+        if self.storage.len() - self.end >= wanted {
+            return;
+        }
+        if self.start > 0 {
+            self.storage.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
+        }
+        if self.storage.len() - self.end < wanted {
+            let grown = (self.end + wanted).max(self.storage.len() * 2);
+            self.storage.resize(grown, 0);
         }
     }
 
@@ -81,19 +94,20 @@ impl ByteQueue {
                 outcome.full = true;
                 return outcome;
             }
-            let chunk = room.min(MIN_READ_CHUNK.max(self.bytes.capacity() - self.bytes.len()));
-            self.compact_if_cheap(chunk);
-            let filled = self.bytes.len();
-            self.bytes.resize(filled + chunk, 0);
-            let result = source.read(&mut self.bytes[filled..]);
-            let got = *result.as_ref().unwrap_or(&0);
-            self.bytes.truncate(filled + got);
-            match result {
+            let free = self.storage.len() - self.end;
+            if free == 0 || (free < MIN_READ_CHUNK && free < room) {
+                self.make_room(room.min(MIN_READ_CHUNK));
+            }
+            let window = (self.storage.len() - self.end).min(room);
+            match source.read(&mut self.storage[self.end..self.end + window]) {
                 Ok(0) => {
                     outcome.eof = true;
                     return outcome;
                 }
-                Ok(n) => outcome.received += n,
+                Ok(n) => {
+                    self.end += n;
+                    outcome.received += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return outcome,
                 Err(e) => {
@@ -155,6 +169,6 @@ mod tests {
         queue.extend(&vec![1u8; SHRINK_ABOVE * 2]);
         queue.consume(usize::MAX);
         assert!(queue.is_empty());
-        assert_eq!(queue.bytes.capacity(), 0);
+        assert_eq!(queue.storage.capacity(), 0);
     }
 }

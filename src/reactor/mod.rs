@@ -312,9 +312,7 @@ impl<O: Copy + Debug> Reactor<O> {
         while let Some(entry) = self.timers.pop_due(self.now) {
             due.push(entry);
         }
-        if !due.is_empty() {
-            trace!("phase: timers ({} due)", due.len());
-        }
+        trace!("phase: timers ({} due)", due.len());
         for entry in due.drain(..) {
             if !self.timer_entry_is_current(&entry) {
                 continue;
@@ -400,9 +398,12 @@ impl<O: Copy + Debug> Reactor<O> {
 
     fn dispatch_io<H: Handler<O>>(&mut self, handler: &mut H) {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        let mut count = 0;
+        let again = self.ready_again.len();
+        trace!(
+            "phase: io ({} events, {again} ready again)",
+            events.iter().count()
+        );
         for event in events.iter() {
-            count += 1;
             let readiness = Readiness {
                 readable: event.is_readable() || event.is_read_closed() || event.is_error(),
                 writable: event.is_writable() || event.is_write_closed() || event.is_error(),
@@ -412,10 +413,6 @@ impl<O: Copy + Debug> Reactor<O> {
         self.events = events;
         // Handles re-queued by an earlier iteration get one turn each; anything
         // they re-queue waits for the next iteration.
-        let again = self.ready_again.len();
-        if count + again > 0 {
-            trace!("phase: io ({count} events, {again} ready again)");
-        }
         for _ in 0..again {
             let (id, readiness) = self.ready_again.pop_front().expect("counted");
             self.dispatch(handler, id, readiness);
@@ -624,9 +621,7 @@ impl<O: Copy + Debug> Reactor<O> {
 
     fn run_deferred<H: Handler<O>>(&mut self, handler: &mut H) {
         let queued = self.deferred.len();
-        if queued > 0 {
-            trace!("phase: deferred ({queued} queued)");
-        }
+        trace!("phase: deferred ({queued} queued)");
         for _ in 0..queued {
             let owner = self.deferred.pop_front().expect("counted");
             handler.on_deferred(self, owner);
@@ -674,6 +669,9 @@ impl<O: Copy + Debug> Reactor<O> {
     }
 
     fn run_closing<H: Handler<O>>(&mut self, handler: &mut H) {
+        if self.closing.is_empty() {
+            trace!("phase: closing (nothing to close)");
+        }
         for pass in 0..self.config.max_closing_passes {
             if self.closing.is_empty() {
                 return;
