@@ -5,6 +5,7 @@
 //! | module | what it is for |
 //! | --- | --- |
 //! | [`reactor`] | the event loop: one table owning every socket, timer and signal source |
+//! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
 //!
 //! Everything above the reactor is sans-IO: protocol code takes bytes and time and
 //! returns results, and only `reactor` touches the operating system. See
@@ -12,5 +13,7 @@
 
 #![warn(missing_docs)]
 
+#[allow(missing_docs)]
+pub mod metainfo;
 #[allow(missing_docs)]
 pub mod reactor;

@@ -1,6 +1,9 @@
-//! The `bitloop` command line: parses arguments, picks a mode, maps errors to exit codes.
+//! The `bitloop` binary: a thin edge over the library. Parses arguments, picks a
+//! mode, maps errors to exit codes; everything else lives in the library.
 
-fn main() {
+mod cli;
+
+fn main() -> std::process::ExitCode {
     env_logger::init();
-    println!("bitloop {}", env!("CARGO_PKG_VERSION"));
+    cli::main()
 }

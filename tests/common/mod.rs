@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod libtorrent;
+
 use std::time::{Duration, Instant};
 
 use bitloop::reactor::{Event, HandleId, Handler, Reactor, RunMode};

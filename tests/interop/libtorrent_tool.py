@@ -1,0 +1,110 @@
+"""libtorrent (python3-libtorrent) as a reference client for bitloop's interop tests.
+
+Run with /usr/bin/python3 (Debian's interpreter, which has the libtorrent module).
+
+  create SRC OUT [--tracker URL]... [--piece-length N] [--private] [--hybrid]
+  inspect TORRENT          print what libtorrent reads from a torrent, as JSON
+  verify TORRENT SAVE_PATH check the data on disk against the torrent, as JSON
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+
+def create(args):
+    fs = lt.file_storage()
+    lt.add_files(fs, args.src)
+    flags = 0 if args.hybrid else lt.create_torrent.v1_only
+    t = lt.create_torrent(fs, args.piece_length, flags=flags)
+    for tier, url in enumerate(args.tracker):
+        t.add_tracker(url, tier)
+    if args.private:
+        t.set_priv(True)
+    t.set_comment("made by libtorrent for bitloop's tests")
+    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(args.src)))
+    with open(args.out, "wb") as f:
+        f.write(lt.bencode(t.generate()))
+    inspect(argparse.Namespace(torrent=args.out))
+
+
+def inspect(args):
+    ti = lt.torrent_info(args.torrent)
+    fs = ti.files()
+    files = []
+    for i in range(fs.num_files()):
+        files.append({
+            "path": fs.file_path(i).split(os.sep),
+            "length": fs.file_size(i),
+            "pad": bool(fs.file_flags(i) & lt.file_storage.flag_pad_file),
+        })
+    tiers = {}
+    for entry in ti.trackers():
+        tiers.setdefault(entry.tier, []).append(entry.url)
+    print(json.dumps({
+        "info_hash": str(ti.info_hashes().v1),
+        "name": ti.name(),
+        "piece_length": ti.piece_length(),
+        "piece_count": ti.num_pieces(),
+        "total_length": ti.total_size(),
+        "private": ti.priv(),
+        "files": files,
+        "trackers": [tiers[k] for k in sorted(tiers)],
+    }))
+
+
+def verify(args):
+    settings = {
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        "listen_interfaces": "127.0.0.1:0", "alert_mask": 0,
+    }
+    session = lt.session(settings)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
+    params.save_path = args.save_path
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    params.flags |= lt.torrent_flags.stop_when_ready  # check the data, then stop
+    handle = session.add_torrent(params)
+    checking = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status = handle.status()
+        if status.state not in checking and status.has_metadata and status.state != 0:
+            break
+        time.sleep(0.05)
+    status = handle.status()
+    print(json.dumps({
+        "pieces_verified": status.num_pieces,
+        "piece_count": params.ti.num_pieces(),
+        "seeding": status.is_seeding,
+    }))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--tracker", action="append", default=[])
+    p.add_argument("--piece-length", type=int, default=16384)
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--hybrid", action="store_true")
+    p.set_defaults(run=create)
+    p = sub.add_parser("inspect")
+    p.add_argument("torrent")
+    p.set_defaults(run=inspect)
+    p = sub.add_parser("verify")
+    p.add_argument("torrent")
+    p.add_argument("save_path")
+    p.set_defaults(run=verify)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
