@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`reactor`] | the event loop: one table owning every socket, timer and signal source |
 //! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
+//! | [`tracker`] | HTTP and UDP tracker announces and the per-torrent announce schedule |
 //!
 //! Everything above the reactor is sans-IO: protocol code takes bytes and time and
 //! returns results, and only `reactor` touches the operating system. See
@@ -17,3 +18,5 @@
 pub mod metainfo;
 #[allow(missing_docs)]
 pub mod reactor;
+#[allow(missing_docs)]
+pub mod tracker;
