@@ -5,6 +5,8 @@
 //! | module | what it is for |
 //! | --- | --- |
 //! | [`reactor`] | the event loop: one table owning every socket, timer and signal source |
+//! | [`client`] | the glue: runs the protocol state machines on the reactor |
+//! | [`dns`] | name resolution that never blocks the loop (hosts, resolv.conf, queries) |
 //! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
 //! | [`tracker`] | HTTP and UDP tracker announces and the per-torrent announce schedule |
 //!
@@ -14,6 +16,10 @@
 
 #![warn(missing_docs)]
 
+#[allow(missing_docs)]
+pub mod client;
+#[allow(missing_docs)]
+pub mod dns;
 #[allow(missing_docs)]
 pub mod metainfo;
 #[allow(missing_docs)]

@@ -1,5 +1,6 @@
 //! The command line: arguments (clap), one function per subcommand, exit codes.
 
+mod announce;
 mod create;
 mod info;
 mod json;
@@ -27,6 +28,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the torrent's trackers for peers and print what they answer.
+    Announce {
+        /// A .torrent file.
+        torrent: String,
+        /// The event to announce.
+        #[arg(long, value_enum, default_value = "started")]
+        event: EventArg,
+        /// The port to tell the trackers we listen on.
+        #[arg(long, default_value_t = 6881)]
+        port: u16,
+        /// Give up on trackers that have not answered after this many seconds.
+        #[arg(long, default_value_t = 15)]
+        timeout: u64,
+    },
     /// Make a v1 .torrent for a file or folder.
     Create {
         /// The file or folder to share.
@@ -49,11 +64,34 @@ enum Command {
     },
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum EventArg {
+    Started,
+    Stopped,
+    Completed,
+    /// A periodic announce without an event.
+    None,
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { target, json } => info::run(&target, json),
+        Command::Announce {
+            torrent,
+            event,
+            port,
+            timeout,
+        } => {
+            let event = match event {
+                EventArg::Started => bitloop::tracker::AnnounceEvent::Started,
+                EventArg::Stopped => bitloop::tracker::AnnounceEvent::Stopped,
+                EventArg::Completed => bitloop::tracker::AnnounceEvent::Completed,
+                EventArg::None => bitloop::tracker::AnnounceEvent::None,
+            };
+            announce::run(&torrent, event, port, std::time::Duration::from_secs(timeout))
+        }
         Command::Create {
             path,
             trackers,
