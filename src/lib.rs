@@ -8,6 +8,7 @@
 //! | [`client`] | the glue: runs the protocol state machines on the reactor |
 //! | [`dns`] | name resolution that never blocks the loop (hosts, resolv.conf, queries) |
 //! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
+//! | [`swarm`] | one torrent's peers: candidate addresses (and, as they land, the pool and picker) |
 //! | [`tracker`] | HTTP and UDP tracker announces and the per-torrent announce schedule |
 //!
 //! Everything above the reactor is sans-IO: protocol code takes bytes and time and
@@ -24,5 +25,7 @@ pub mod dns;
 pub mod metainfo;
 #[allow(missing_docs)]
 pub mod reactor;
+#[allow(missing_docs)]
+pub mod swarm;
 #[allow(missing_docs)]
 pub mod tracker;

@@ -7,68 +7,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use bitloop::reactor::{Event, HandleKind, Reactor, ReactorError, RunMode};
+use common::counting::{heap, run_scenarios, Counting};
 use common::{open_fds, run_until, Recorder, Tag};
-
-struct Counting;
-
-static BLOCKS: AtomicIsize = AtomicIsize::new(0);
-static BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator, which upholds
-// the `GlobalAlloc` contract; we only add relaxed counter updates, which neither
-// allocate nor touch the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = System.alloc(layout);
-        if !ptr.is_null() {
-            BLOCKS.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        ptr
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        BLOCKS.fetch_sub(1, Ordering::Relaxed);
-        BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let ptr = System.alloc_zeroed(layout);
-        if !ptr.is_null() {
-            BLOCKS.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        ptr
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = System.realloc(ptr, layout, new_size);
-        if !new.is_null() {
-            BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        }
-        new
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Heap {
-    blocks: isize,
-    bytes: isize,
-}
-
-fn heap() -> Heap {
-    Heap {
-        blocks: BLOCKS.load(Ordering::Relaxed),
-        bytes: BYTES.load(Ordering::Relaxed),
-    }
-}
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -247,7 +194,8 @@ fn ten_thousand_open_close_cycles_grow_nothing() {
 }
 
 fn main() {
-    let tests: [(&str, fn()); 3] = [
+    warm_up();
+    run_scenarios(&[
         (
             "close_then_drain_with_every_kind_in_every_state",
             close_then_drain_with_every_kind_in_every_state,
@@ -260,20 +208,5 @@ fn main() {
             "ten_thousand_open_close_cycles_grow_nothing",
             ten_thousand_open_close_cycles_grow_nothing,
         ),
-    ];
-    warm_up();
-    let mut failed = 0;
-    for (name, test) in tests {
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("\n{} passed, {} failed", tests.len() - failed, failed);
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    ]);
 }

@@ -7,8 +7,10 @@
 //! acting: a tag can outlive the entry it named (its slot may be reused), a
 //! `HandleId` cannot (the generation check).
 
+pub mod announcing;
 pub mod trackers;
 
+pub use announcing::{TorrentTrackers, Transfer};
 pub use trackers::{RequestId, TrackerClient, TrackerConfig};
 
 /// Which component a reactor handle belongs to.

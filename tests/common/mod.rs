@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod counting;
 pub mod libtorrent;
+pub mod opentracker;
+pub mod trackers;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,127 @@
+//! One torrent's trackers: its [`Announcer`] (what to announce, when) joined to the
+//! shared [`TrackerClient`] (how), with new peers fed into its [`Candidates`].
+//!
+//! The owner (a torrent) calls `poll` whenever something may have changed (a result
+//! arrived, its announce timer fired) and arms its timer for `poll_timeout`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::trackers::AnnounceResult;
+use super::{Owner, RequestId, TrackerClient};
+use crate::reactor::Reactor;
+use crate::swarm::Candidates;
+use crate::tracker::announcer::{Announce, Announcer, TrackerIndex};
+use crate::tracker::{AnnounceEvent, AnnounceRequest};
+
+/// Transfer figures reported in every announce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub left: u64,
+}
+
+/// The tracker side of one torrent.
+#[derive(Debug)]
+pub struct TorrentTrackers {
+    announcer: Announcer,
+    /// Announces in flight, by request: (tracker, event).
+    pending: HashMap<RequestId, (TrackerIndex, AnnounceEvent)>,
+    /// info hash, peer id, port and key: the fixed part of every request.
+    template: AnnounceRequest,
+    /// Events sent and answered, in order (for status and tests).
+    pub history: Vec<(String, AnnounceEvent, bool)>,
+}
+
+impl TorrentTrackers {
+    pub fn new(announcer: Announcer, template: AnnounceRequest) -> TorrentTrackers {
+        TorrentTrackers {
+            announcer,
+            pending: HashMap::new(),
+            template,
+            history: Vec::new(),
+        }
+    }
+
+    fn send(
+        &mut self,
+        rx: &mut Reactor<Owner>,
+        trackers: &mut TrackerClient,
+        announce: Announce,
+        transfer: Transfer,
+    ) {
+        let request = AnnounceRequest {
+            event: announce.event,
+            tracker_id: announce.tracker_id.clone(),
+            uploaded: transfer.uploaded,
+            downloaded: transfer.downloaded,
+            left: transfer.left,
+            ..self.template.clone()
+        };
+        let id = trackers.announce(rx, &announce.url, request);
+        self.pending.insert(id, (announce.tracker, announce.event));
+    }
+
+    /// Sends whatever announce is due now.
+    pub fn poll(&mut self, rx: &mut Reactor<Owner>, trackers: &mut TrackerClient, transfer: Transfer) {
+        if let Some(announce) = self.announcer.poll_announce(rx.now()) {
+            self.send(rx, trackers, announce, transfer);
+        }
+    }
+
+    /// When `poll` should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.announcer.poll_timeout()
+    }
+
+    /// Takes a result if it belongs to this torrent; its peers go to `candidates`.
+    /// Returns whether it was ours.
+    pub fn on_result(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: &AnnounceResult,
+        candidates: &mut Candidates,
+    ) -> bool {
+        let Some((tracker, event)) = self.pending.remove(&id) else {
+            return false;
+        };
+        self.history
+            .push((self.announcer.url(tracker).to_string(), event, result.is_ok()));
+        if let Ok(response) = result {
+            for peer in &response.peers {
+                candidates.offer(*peer);
+            }
+        }
+        if event != AnnounceEvent::Stopped {
+            self.announcer.on_response(now, tracker, result.as_ref());
+        }
+        true
+    }
+
+    /// The download finished: `completed` goes out at the next poll.
+    pub fn completed(&mut self, now: Instant) {
+        self.announcer.set_completed(now);
+    }
+
+    /// Shutdown: `stopped` to every tracker that was told `started`, all at once.
+    pub fn stop(
+        &mut self,
+        rx: &mut Reactor<Owner>,
+        trackers: &mut TrackerClient,
+        transfer: Transfer,
+    ) -> usize {
+        let stops = self.announcer.stop();
+        let count = stops.len();
+        for announce in stops {
+            self.send(rx, trackers, announce, transfer);
+        }
+        count
+    }
+
+    /// Announces still waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}

@@ -1,0 +1,127 @@
+//! Both tracker kinds against a real opentracker on loopback, and the announce
+//! schedule's events seen by the tracker itself.
+
+mod common;
+
+use bitloop::metainfo::InfoHash;
+use bitloop::tracker::AnnounceEvent;
+use common::opentracker::OpenTracker;
+use common::trackers::{announce_and_wait, config, finish, reactor, request, Driver};
+
+fn hash(n: u8) -> InfoHash {
+    InfoHash([n; 20])
+}
+
+fn ports(response: &bitloop::tracker::AnnounceResponse) -> Vec<u16> {
+    let mut ports: Vec<u16> = response.peers.iter().map(|p| p.port()).collect();
+    ports.sort();
+    ports
+}
+
+/// Started, completed, stopped as seen by opentracker's counts, over one URL.
+fn lifecycle_against(url_of: impl Fn(&OpenTracker) -> String) {
+    let info_hash = hash(0x42);
+    let tracker = OpenTracker::start(&[info_hash.to_hex()]);
+    let url = url_of(&tracker);
+    let mut rx = reactor();
+    let mut driver = Driver::new(config());
+
+    let a = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 7001, AnnounceEvent::Started, 1000),
+    )
+    .unwrap();
+    assert_eq!(
+        ports(&a),
+        vec![7001],
+        "opentracker lists the announcing peer itself"
+    );
+    assert_eq!((a.complete, a.incomplete), (Some(0), Some(1)));
+
+    let b = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 7002, AnnounceEvent::Started, 1000),
+    )
+    .unwrap();
+    assert_eq!(ports(&b), vec![7001, 7002]);
+    assert_eq!(b.incomplete, Some(2));
+
+    let done = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 7001, AnnounceEvent::Completed, 0),
+    )
+    .unwrap();
+    assert_eq!(
+        (done.complete, done.incomplete),
+        (Some(1), Some(1)),
+        "completed makes a seeder"
+    );
+
+    let stopped = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 7001, AnnounceEvent::Stopped, 0),
+    );
+    assert!(stopped.is_ok(), "{stopped:?}");
+    let after = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 7002, AnnounceEvent::None, 1000),
+    )
+    .unwrap();
+    assert_eq!(ports(&after), vec![7002], "stopped removed the peer");
+    assert_eq!(after.complete, Some(0));
+
+    // A torrent the tracker does not serve is refused with its reason (HTTP), or
+    // not answered at all (opentracker drops such UDP announces).
+    let refused = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(hash(0x99), 7003, AnnounceEvent::Started, 1),
+    );
+    assert!(refused.is_err());
+    finish(rx, driver);
+}
+
+#[test]
+fn http_announce_lifecycle_against_opentracker() {
+    lifecycle_against(|t| t.http_url());
+}
+
+#[test]
+fn udp_announce_lifecycle_against_opentracker() {
+    lifecycle_against(|t| t.udp_url());
+}
+
+#[test]
+fn http_and_udp_see_the_same_swarm() {
+    let info_hash = hash(0x43);
+    let tracker = OpenTracker::start(&[info_hash.to_hex()]);
+    let mut rx = reactor();
+    let mut driver = Driver::new(config());
+    announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &tracker.http_url(),
+        request(info_hash, 8001, AnnounceEvent::Started, 5),
+    )
+    .unwrap();
+    let via_udp = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &tracker.udp_url(),
+        request(info_hash, 8002, AnnounceEvent::Started, 5),
+    )
+    .unwrap();
+    assert_eq!(ports(&via_udp), vec![8001, 8002]);
+    finish(rx, driver);
+}
