@@ -8,7 +8,9 @@
 //! | [`client`] | the glue: runs the protocol state machines on the reactor |
 //! | [`dns`] | name resolution that never blocks the loop (hosts, resolv.conf, queries) |
 //! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
+//! | [`storage`] | files on disk: sparse creation, block writes, SHA-1 verification, resume |
 //! | [`swarm`] | one torrent's peers: candidate addresses (and, as they land, the pool and picker) |
+//! | [`wire`] | the peer wire protocol (BEP 3) and the Fast extension (BEP 6) |
 //! | [`tracker`] | HTTP and UDP tracker announces and the per-torrent announce schedule |
 //!
 //! Everything above the reactor is sans-IO: protocol code takes bytes and time and
@@ -26,6 +28,10 @@ pub mod metainfo;
 #[allow(missing_docs)]
 pub mod reactor;
 #[allow(missing_docs)]
+pub mod storage;
+#[allow(missing_docs)]
 pub mod swarm;
 #[allow(missing_docs)]
 pub mod tracker;
+#[allow(missing_docs)]
+pub mod wire;

@@ -1,6 +1,10 @@
 //! The swarm of one torrent: where peers come from and (as the download lands)
 //! which are connected, choked and picked from. Sans-IO.
 
+pub mod bitfield;
 pub mod candidates;
+pub mod picker;
 
+pub use bitfield::Bitfield;
 pub use candidates::Candidates;
+pub use picker::{Picker, Received};
