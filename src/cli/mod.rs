@@ -2,6 +2,7 @@
 
 mod announce;
 mod create;
+mod download;
 mod info;
 mod json;
 
@@ -27,6 +28,29 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Download a torrent into a folder; exits when every piece is verified.
+    Download {
+        /// A .torrent file.
+        torrent: String,
+        /// The folder to save into.
+        #[arg(short = 'o', long = "output", default_value = ".")]
+        output: PathBuf,
+        /// Port to listen on for incoming peers (0 picks one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// A peer to connect to, as IP:PORT (repeatable).
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        /// Most peer connections at once.
+        #[arg(long, default_value_t = 50)]
+        max_peers: usize,
+        /// Print nothing but errors.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Give up when no data arrives for this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Ask the torrent's trackers for peers and print what they answer.
     Announce {
@@ -76,6 +100,33 @@ enum EventArg {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Download {
+        torrent,
+        output,
+        port,
+        peers,
+        max_peers,
+        quiet,
+        timeout,
+    } = cli.command
+    {
+        let args = download::Args {
+            torrent,
+            output,
+            port,
+            peers,
+            max_peers,
+            quiet,
+            timeout,
+        };
+        return match download::run_download(args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("bitloop: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
         Command::Info { target, json } => info::run(&target, json),
         Command::Announce {
@@ -113,6 +164,7 @@ pub fn main() -> ExitCode {
             };
             create::run(&path, &options, &output)
         }
+        Command::Download { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

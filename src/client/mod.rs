@@ -8,6 +8,8 @@
 //! `HandleId` cannot (the generation check).
 
 pub mod announcing;
+pub mod download;
+pub mod torrent;
 pub mod trackers;
 
 pub use announcing::{TorrentTrackers, Transfer};
@@ -24,6 +26,12 @@ pub enum Owner {
     Dns,
     /// The tracker client's one timer (its earliest deadline).
     TrackerTimer,
+    /// A torrent's listening socket, by torrent key.
+    Listener(u32),
+    /// A peer connection: torrent key, peer slot.
+    Peer(u32, u32),
+    /// A torrent's one timer (its earliest deadline).
+    TorrentTimer(u32),
     /// The SIGINT/SIGTERM watch.
     Signal,
     /// A timer of the application's own (for example a run deadline).

@@ -893,6 +893,26 @@ impl<O: Copy + Debug> Reactor<O> {
         }
     }
 
+    fn stream_ref(&self, id: HandleId) -> Result<&Stream> {
+        match self.table.get(id) {
+            Some(Handle {
+                state: HandleState::Open,
+                resource: Resource::Stream(stream),
+                ..
+            }) => Ok(stream),
+            Some(Handle {
+                state: HandleState::Open,
+                resource,
+                ..
+            }) => Err(ReactorError::WrongKind {
+                id,
+                expected: HandleKind::TcpStream,
+                actual: resource.kind(),
+            }),
+            _ => Err(ReactorError::NotFound(id)),
+        }
+    }
+
     fn stream_mut(&mut self, id: HandleId) -> Result<&mut Stream> {
         match &mut self.handle_mut(id)?.resource {
             Resource::Stream(stream) => Ok(stream),
@@ -1026,8 +1046,8 @@ impl<O: Copy + Debug> Reactor<O> {
     }
 
     /// Bytes received and not yet consumed.
-    pub fn tcp_received(&mut self, id: HandleId) -> Result<&[u8]> {
-        Ok(self.stream_mut(id)?.received.as_slice())
+    pub fn tcp_received(&self, id: HandleId) -> Result<&[u8]> {
+        Ok(self.stream_ref(id)?.received.as_slice())
     }
 
     /// Marks `n` received bytes as used. Reading resumes if the buffer was full.

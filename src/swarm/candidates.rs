@@ -55,6 +55,11 @@ impl Candidates {
         self.queue.retain(|p| *p != peer);
     }
 
+    /// Whether the address is queued or handed out and not forgotten.
+    pub fn contains(&self, peer: &SocketAddr) -> bool {
+        self.known.contains(peer)
+    }
+
     pub fn queued(&self) -> usize {
         self.queue.len()
     }

@@ -84,6 +84,34 @@ def verify(args):
     }))
 
 
+def session(port, interface="127.0.0.1"):
+    """A libtorrent session for loopback tests: no DHT/LSD/UPnP/NAT-PMP, several
+    connections per IP allowed, loopback peers not rate limited."""
+    return lt.session({
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        "listen_interfaces": f"{interface}:{port}", "allow_multiple_connections_per_ip": True,
+        "alert_mask": 0, "announce_to_all_trackers": True, "announce_to_all_tiers": True,
+    })
+
+
+def seed(args):
+    """Seeds TORRENT from SAVE_PATH until stdin closes; prints its port, then stays."""
+    ses = session(args.port, args.interface)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
+    params.save_path = args.save_path
+    params.flags |= lt.torrent_flags.seed_mode if args.seed_mode else 0
+    handle = ses.add_torrent(params)
+    deadline = time.time() + 60
+    while not handle.status().is_seeding:
+        if time.time() > deadline:
+            print(json.dumps({"error": "not seeding"}), flush=True)
+            return 1
+        time.sleep(0.02)
+    print(json.dumps({"port": ses.listen_port(), "seeding": True}), flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +130,13 @@ def main():
     p.add_argument("torrent")
     p.add_argument("save_path")
     p.set_defaults(run=verify)
+    p = sub.add_parser("seed")
+    p.add_argument("torrent")
+    p.add_argument("save_path")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--interface", default="127.0.0.1")
+    p.add_argument("--seed-mode", action="store_true")
+    p.set_defaults(run=seed)
     args = parser.parse_args()
     args.run(args)
 
