@@ -184,10 +184,10 @@ mod tests {
     #[test]
     fn pipeline_grows_with_the_measured_rate_within_reqq() {
         let t0 = Instant::now();
-        let mut s = session(true);
+        let mut s = PeerSession::new(t0, PeerId([0; 20]), true, 10);
         assert_eq!(s.pipeline_target(), MIN_PIPELINE);
-        // 100 blocks in 100 ms: ~16 MB/s, so about a second's worth is ~1000 blocks, capped.
-        for i in 0..100 {
+        // 110 blocks in 110 ms: ~16 MB/s, so about a second's worth is ~1000 blocks, capped.
+        for i in 0..110 {
             s.on_block(t0 + Duration::from_millis(i + 1), BLOCK as usize);
         }
         assert_eq!(s.pipeline_target(), MAX_PIPELINE);
