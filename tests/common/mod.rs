@@ -6,6 +6,7 @@
 pub mod counting;
 pub mod libtorrent;
 pub mod opentracker;
+pub mod seeders;
 pub mod trackers;
 
 use std::time::{Duration, Instant};
