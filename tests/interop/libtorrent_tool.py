@@ -112,6 +112,26 @@ def seed(args):
     sys.stdin.read()  # until the test closes our stdin
 
 
+def leech(args):
+    """Downloads TORRENT into SAVE_PATH from the given peers; exits when complete."""
+    ses = session(0)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
+    params.save_path = args.save_path
+    params.trackers = []
+    handle = ses.add_torrent(params)
+    for peer in args.peer:
+        host, port = peer.rsplit(":", 1)
+        handle.connect_peer((host, int(port)))
+    deadline = time.time() + args.timeout
+    while not handle.status().is_seeding:
+        if time.time() > deadline:
+            print(json.dumps({"complete": False}), flush=True)
+            return 1
+        time.sleep(0.005)
+    print(json.dumps({"complete": True}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +157,12 @@ def main():
     p.add_argument("--interface", default="127.0.0.1")
     p.add_argument("--seed-mode", action="store_true")
     p.set_defaults(run=seed)
+    p = sub.add_parser("leech")
+    p.add_argument("torrent")
+    p.add_argument("save_path")
+    p.add_argument("--peer", action="append", default=[])
+    p.add_argument("--timeout", type=float, default=120)
+    p.set_defaults(run=leech)
     args = parser.parse_args()
     args.run(args)
 
