@@ -341,6 +341,10 @@ pub struct RunSummary {
     /// The loop's `finish()`: every handle closed, or the ones still alive named.
     pub report: Result<Report, String>,
     pub downloaded: u64,
+    /// Bytes received and thrown away (duplicates, failed pieces).
+    pub wasted: u64,
+    /// Addresses banned for sending data that failed hash checks.
+    pub banned: Vec<std::net::IpAddr>,
     pub elapsed: Duration,
 }
 
@@ -371,6 +375,8 @@ pub fn run(metainfo: &Metainfo, options: DownloadOptions) -> Result<RunSummary, 
         outcome: download.outcome().cloned().expect("loop ran until an outcome"),
         report,
         downloaded: download.torrent().downloaded(),
+        wasted: download.torrent().wasted(),
+        banned: download.torrent().banned(),
         elapsed: started.elapsed(),
     })
 }

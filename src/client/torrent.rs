@@ -260,6 +260,18 @@ impl Torrent {
         ]
     }
 
+    /// Addresses banned for sending bad data.
+    pub fn banned(&self) -> Vec<IpAddr> {
+        let mut banned: Vec<IpAddr> = self
+            .strikes
+            .iter()
+            .filter(|(_, s)| **s >= self.config.max_strikes)
+            .map(|(ip, _)| *ip)
+            .collect();
+        banned.sort();
+        banned
+    }
+
     pub fn take_events(&mut self) -> Vec<TorrentEvent> {
         std::mem::take(&mut self.events)
     }
@@ -803,6 +815,13 @@ impl Torrent {
             let size = u64::from(self.picker.piece_size(piece));
             self.downloaded = self.downloaded.saturating_sub(size);
             self.wasted += size;
+            if contributors.len() > 1 {
+                // Several sources: we cannot tell who lied. Fetch it whole from one
+                // peer next time, so a second failure names the culprit.
+                warn!("piece {piece} failed its hash check (blocks from {contributors:?}); refetching it from one peer");
+                self.picker.mark_suspect(piece);
+                return;
+            }
             warn!("piece {piece} failed its hash check; striking {contributors:?}");
             for ip in contributors {
                 let strikes = self.strikes.entry(ip).or_insert(0);

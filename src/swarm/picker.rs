@@ -8,10 +8,14 @@
 //!   one peer may be requested from another too; the first copy wins and the
 //!   others are cancelled.
 //!
+//! - Suspect pieces (they failed their hash check with blocks from several peers)
+//!   are fetched whole from one peer next time, so a second failure has a single
+//!   culprit; their blocks are never split between peers, in endgame or otherwise.
+//!
 //! Invariant (checked in debug builds): every piece is in exactly one of *had*,
 //! *in progress* (some block requested or received) or *not started*.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::bitfield::Bitfield;
 use crate::wire::{BlockRef, BLOCK};
@@ -33,6 +37,8 @@ enum Block {
 struct Partial {
     blocks: Vec<Block>,
     received: u32,
+    /// A suspect piece: all its blocks go to the one peer that started it.
+    exclusive: bool,
 }
 
 /// What a received block meant.
@@ -54,6 +60,7 @@ pub struct Picker {
     have: Bitfield,
     availability: Vec<u16>,
     partial: HashMap<u32, Partial>,
+    suspect: HashSet<u32>,
     rng: u64,
 }
 
@@ -66,6 +73,7 @@ impl Picker {
             have,
             availability: vec![0; count],
             partial: HashMap::new(),
+            suspect: HashSet::new(),
             rng: seed | 1,
         }
     }
@@ -93,6 +101,13 @@ impl Picker {
             index: piece,
             begin,
             length: BLOCK.min(self.piece_size(piece) - begin),
+        }
+    }
+
+    /// The piece failed with blocks from several peers: fetch it whole from one next time.
+    pub fn mark_suspect(&mut self, piece: u32) {
+        if !self.have.get(piece) {
+            self.suspect.insert(piece);
         }
     }
 
@@ -151,12 +166,12 @@ impl Picker {
         let usable = |picker: &Picker, piece: u32| {
             peer_has.get(piece) && !picker.have.get(piece) && allowed.is_none_or(|a| a.contains(&piece))
         };
-        // 1. Free blocks of pieces in progress.
+        // 1. Free blocks of pieces in progress (not suspect ones: those stay with one peer).
         let mut partial_pieces: Vec<u32> = self
             .partial
-            .keys()
-            .copied()
-            .filter(|&p| usable(self, p))
+            .iter()
+            .filter(|(p, partial)| !partial.exclusive && usable(self, **p))
+            .map(|(p, _)| *p)
             .collect();
         partial_pieces.sort_unstable();
         for piece in partial_pieces {
@@ -184,16 +199,26 @@ impl Picker {
                 .count();
             let (_, piece) = candidates[(self.next_random() % ties as u64) as usize];
             let blocks = vec![Block::Free; self.block_count(piece)];
-            self.partial.insert(piece, Partial { blocks, received: 0 });
-            self.take_free(piece, max, out);
+            let exclusive = self.suspect.contains(&piece);
+            self.partial.insert(
+                piece,
+                Partial {
+                    blocks,
+                    received: 0,
+                    exclusive,
+                },
+            );
+            // A suspect piece is requested whole from this one peer.
+            let room = if exclusive { usize::MAX } else { max };
+            self.take_free(piece, room, out);
         }
         // 3. Endgame: nothing free is left; request blocks others are already fetching.
         if out.len() < max && self.all_requested() {
             let mut pieces: Vec<u32> = self
                 .partial
-                .keys()
-                .copied()
-                .filter(|&p| usable(self, p))
+                .iter()
+                .filter(|(p, partial)| !partial.exclusive && usable(self, **p))
+                .map(|(p, _)| *p)
                 .collect();
             pieces.sort_unstable();
             for piece in pieces {
@@ -282,6 +307,11 @@ impl Picker {
         let Some(partial) = self.partial.get_mut(&r.index) else {
             return;
         };
+        if partial.exclusive {
+            // Its blocks must come from one peer: start the piece over.
+            self.partial.remove(&r.index);
+            return;
+        }
         let Some(state) = partial.blocks.get_mut((r.begin / BLOCK) as usize) else {
             return;
         };
@@ -303,6 +333,7 @@ impl Picker {
         self.partial.remove(&piece);
         if ok {
             self.have.set(piece);
+            self.suspect.remove(&piece);
         }
         self.check_invariant();
     }
@@ -412,6 +443,29 @@ mod tests {
         let mut again_a = Vec::new();
         p.pick(&all, None, &from_a, 10, &mut again_a);
         assert!(again_a.is_empty(), "never twice from one peer");
+    }
+
+    #[test]
+    fn suspect_pieces_go_whole_to_one_peer_and_restart_when_a_request_is_lost() {
+        let mut p = Picker::new(4 * u64::from(BLOCK), 8 * u64::from(BLOCK), Bitfield::new(2), 3);
+        let all = Bitfield::full(2);
+        p.mark_suspect(0);
+        p.mark_suspect(1);
+        let mut a = Vec::new();
+        p.pick(&all, None, &[], 1, &mut a);
+        assert_eq!(a.len(), 4, "the whole piece despite max = 1");
+        let mut b = Vec::new();
+        p.pick(&all, None, &[], 10, &mut b);
+        assert!(
+            b.iter().all(|x| x.index != a[0].index),
+            "never shared with another peer: {a:?} {b:?}"
+        );
+        assert_eq!(p.on_block(a[0]), Received::Stored);
+        p.on_request_lost(a[1]);
+        let mut c = Vec::new();
+        p.pick(&all, None, &[], 10, &mut c);
+        assert_eq!(c.len(), 4, "the piece starts over, whole: {c:?}");
+        assert!(c.iter().all(|x| x.index == a[0].index));
     }
 
     #[test]
