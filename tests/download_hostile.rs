@@ -1,0 +1,217 @@
+//! Hostile and broken peers, scripted on 127.0.0.2, next to an honest libtorrent
+//! seeder on 127.0.0.1: the download still completes from the honest peer, byte
+//! for byte, nothing panics, and the loop ends empty.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitloop::client::download::{run, DownloadOptions, Outcome, RunSummary};
+use bitloop::metainfo::Metainfo;
+use common::seeders::{Content, Seeder};
+use common::trackers::offline_resolver;
+
+/// How the scripted peer misbehaves once handshaken (it always claims every piece).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Behaviour {
+    /// Answers every request with garbage of the right length.
+    CorruptData,
+    /// Answers a few requests correctly, then hangs up in the middle of a piece.
+    DisconnectMidPiece,
+    /// Never unchokes us.
+    NeverUnchoke,
+    /// Sends a length prefix of 4 GiB.
+    OversizeLength,
+    /// Sends `have` for a piece that does not exist.
+    InvalidIndex,
+    /// Sends a bitfield of the wrong size instead of have-all.
+    WrongBitfield,
+}
+
+/// The scripted peer: a listener on 127.0.0.2 serving each connection.
+struct Hostile {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn read_exact(stream: &mut TcpStream, n: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    stream.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+fn serve(mut stream: TcpStream, behaviour: Behaviour, torrent: &Metainfo, data: &[u8]) -> Option<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let theirs = read_exact(&mut stream, 68)?;
+    let mut hello = vec![19];
+    hello.extend_from_slice(b"BitTorrent protocol");
+    hello.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x04]); // Fast
+    hello.extend_from_slice(&theirs[28..48]);
+    hello.extend_from_slice(b"-XX0001-hostilepeer!");
+    stream.write_all(&hello).ok()?;
+    let count = torrent.info.pieces.len() as u32;
+    match behaviour {
+        Behaviour::WrongBitfield => {
+            let wrong = vec![0xffu8; count.div_ceil(8) as usize + 3];
+            stream.write_all(&(wrong.len() as u32 + 1).to_be_bytes()).ok()?;
+            stream.write_all(&[5]).ok()?;
+            stream.write_all(&wrong).ok()?;
+        }
+        _ => stream.write_all(&[0, 0, 0, 1, 0x0e]).ok()?, // have all
+    }
+    match behaviour {
+        Behaviour::OversizeLength => stream.write_all(&[0xff, 0xff, 0xff, 0xff, 7]).ok()?,
+        Behaviour::InvalidIndex => {
+            stream.write_all(&[0, 0, 0, 5, 4]).ok()?;
+            stream.write_all(&(count + 1000).to_be_bytes()).ok()?;
+        }
+        _ => {}
+    }
+    let mut answered = 0;
+    loop {
+        let len = u32::from_be_bytes(read_exact(&mut stream, 4)?.try_into().ok()?) as usize;
+        if len == 0 {
+            continue;
+        }
+        let body = read_exact(&mut stream, len)?;
+        match (body[0], behaviour) {
+            (2, Behaviour::NeverUnchoke) => {} // interested: ignored forever
+            (2, _) => stream.write_all(&[0, 0, 0, 1, 1]).ok()?, // interested → unchoke
+            (6, Behaviour::CorruptData | Behaviour::DisconnectMidPiece) => {
+                let index = u32::from_be_bytes(body[1..5].try_into().ok()?);
+                let begin = u32::from_be_bytes(body[5..9].try_into().ok()?);
+                let length = u32::from_be_bytes(body[9..13].try_into().ok()?) as usize;
+                if behaviour == Behaviour::DisconnectMidPiece && answered == 3 {
+                    return None; // hang up with requests outstanding
+                }
+                let start = index as usize * torrent.info.piece_length as usize + begin as usize;
+                let block: Vec<u8> = if behaviour == Behaviour::CorruptData {
+                    data[start..start + length].iter().map(|b| b ^ 0x5a).collect()
+                } else {
+                    data[start..start + length].to_vec()
+                };
+                stream.write_all(&(9 + length as u32).to_be_bytes()).ok()?;
+                stream.write_all(&[7]).ok()?;
+                stream.write_all(&body[1..9]).ok()?;
+                stream.write_all(&block).ok()?;
+                answered += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Hostile {
+    fn start(behaviour: Behaviour, torrent: Metainfo, data: Vec<u8>) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.2:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (stop_flag, count) = (stop.clone(), connections.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut workers = Vec::new();
+            while !stop_flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        stream.set_nonblocking(false).unwrap();
+                        let (torrent, data) = (torrent.clone(), data.clone());
+                        workers.push(std::thread::spawn(move || {
+                            let _ = serve(stream, behaviour, &torrent, &data);
+                        }));
+                    }
+                    // Polling a non-blocking listener so the thread can be told to stop.
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            drop(listener);
+            for worker in workers {
+                let _ = worker.join();
+            }
+        });
+        Hostile {
+            addr,
+            stop,
+            connections,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Downloads with one honest seeder and one hostile peer (connected first).
+fn download_beside(behaviour: Behaviour) -> RunSummary {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let content = Content::make(false, 2_000_000, 16384, vec![]);
+    let data = std::fs::read(content.save_path.join("single.bin")).unwrap();
+    let hostile = Hostile::start(behaviour, content.torrent.clone(), data);
+    let seeder = Seeder::start(&content.torrent_path, &content.save_path);
+    let output = content.dir.path().join("download");
+    let mut options = DownloadOptions::new(output.clone());
+    options.listen = None;
+    options.watch_signals = false;
+    options.timeout = Duration::from_secs(30);
+    options.trackers.resolver = offline_resolver();
+    options.torrent.request_timeout = Duration::from_secs(2);
+    options.peers = vec![hostile.addr, seeder.addr()];
+    let summary = run(&content.torrent, options).unwrap();
+    assert_eq!(summary.outcome, Outcome::Completed, "{behaviour:?}");
+    summary.report.as_ref().unwrap_or_else(|busy| panic!("{busy}"));
+    content.assert_identical(&output);
+    assert!(
+        hostile.connections.load(Ordering::Relaxed) >= 1,
+        "the hostile peer was never tried"
+    );
+    summary
+}
+
+#[test]
+fn a_peer_sending_corrupt_pieces_is_struck_and_the_pieces_refetched() {
+    let summary = download_beside(Behaviour::CorruptData);
+    assert!(summary.wasted > 0, "corrupt data was received and thrown away");
+    assert_eq!(
+        summary.banned,
+        vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn a_peer_that_disconnects_mid_piece() {
+    download_beside(Behaviour::DisconnectMidPiece);
+}
+
+#[test]
+fn a_peer_that_never_unchokes() {
+    download_beside(Behaviour::NeverUnchoke);
+}
+
+#[test]
+fn a_peer_sending_an_oversize_length_prefix() {
+    download_beside(Behaviour::OversizeLength);
+}
+
+#[test]
+fn a_peer_sending_an_invalid_piece_index() {
+    download_beside(Behaviour::InvalidIndex);
+}
+
+#[test]
+fn a_peer_sending_a_bitfield_of_the_wrong_size() {
+    download_beside(Behaviour::WrongBitfield);
+}
