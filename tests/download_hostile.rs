@@ -30,6 +30,8 @@ enum Behaviour {
     InvalidIndex,
     /// Sends a bitfield of the wrong size instead of have-all.
     WrongBitfield,
+    /// Unchokes, then rejects every request (BEP 6).
+    RejectAll,
 }
 
 /// The scripted peer: a listener on 127.0.0.2 serving each connection.
@@ -83,6 +85,10 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, torrent: &Metainfo, data: 
         match (body[0], behaviour) {
             (2, Behaviour::NeverUnchoke) => {} // interested: ignored forever
             (2, _) => stream.write_all(&[0, 0, 0, 1, 1]).ok()?, // interested → unchoke
+            (6, Behaviour::RejectAll) => {
+                stream.write_all(&[0, 0, 0, 13, 0x10]).ok()?;
+                stream.write_all(&body[1..13]).ok()?;
+            }
             (6, Behaviour::CorruptData | Behaviour::DisconnectMidPiece) => {
                 let index = u32::from_be_bytes(body[1..5].try_into().ok()?);
                 let begin = u32::from_be_bytes(body[5..9].try_into().ok()?);
@@ -214,4 +220,10 @@ fn a_peer_sending_an_invalid_piece_index() {
 #[test]
 fn a_peer_sending_a_bitfield_of_the_wrong_size() {
     download_beside(Behaviour::WrongBitfield);
+}
+
+#[test]
+fn a_peer_that_rejects_every_request() {
+    let summary = download_beside(Behaviour::RejectAll);
+    assert!(summary.fast.rejects > 0, "{:?}", summary.fast);
 }

@@ -345,6 +345,10 @@ pub struct RunSummary {
     pub wasted: u64,
     /// Addresses banned for sending data that failed hash checks.
     pub banned: Vec<std::net::IpAddr>,
+    /// Fast-extension messages seen.
+    pub fast: super::torrent::FastCounts,
+    /// Pieces verified by the end.
+    pub pieces: Vec<u32>,
     pub elapsed: Duration,
 }
 
@@ -377,6 +381,8 @@ pub fn run(metainfo: &Metainfo, options: DownloadOptions) -> Result<RunSummary, 
         downloaded: download.torrent().downloaded(),
         wasted: download.torrent().wasted(),
         banned: download.torrent().banned(),
+        fast: download.torrent().fast_counts(),
+        pieces: download.torrent().have().iter_ones().collect(),
         elapsed: started.elapsed(),
     })
 }

@@ -90,6 +90,17 @@ pub struct PeerCounts {
     pub unchoked: usize,
 }
 
+/// Fast-extension traffic seen, for status and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastCounts {
+    pub have_all: u32,
+    pub have_none: u32,
+    pub allowed_fast: u32,
+    pub rejects: u32,
+    /// Requests we sent while the peer was choking us (allowed-fast pieces).
+    pub requests_while_choked: u32,
+}
+
 /// What the owner of a torrent needs to know.
 #[derive(Debug)]
 pub enum TorrentEvent {
@@ -130,6 +141,7 @@ pub struct Torrent {
     wasted: u64,
     events: Vec<TorrentEvent>,
     stopping: bool,
+    fast: FastCounts,
     scratch: Vec<u8>,
     picks: Vec<BlockRef>,
 }
@@ -198,6 +210,7 @@ impl Torrent {
             wasted: 0,
             events: Vec::new(),
             stopping: false,
+            fast: FastCounts::default(),
             scratch: Vec::new(),
             picks: Vec::new(),
             config,
@@ -258,6 +271,10 @@ impl Torrent {
             self.contributors.len(),
             self.candidates.known(),
         ]
+    }
+
+    pub fn fast_counts(&self) -> FastCounts {
+        self.fast
     }
 
     /// Addresses banned for sending bad data.
@@ -678,6 +695,11 @@ impl Torrent {
             }
             OwnedMessage::HaveAll | OwnedMessage::HaveNone => {
                 let all = matches!(message, OwnedMessage::HaveAll);
+                if all {
+                    self.fast.have_all += 1;
+                } else {
+                    self.fast.have_none += 1;
+                }
                 if !self.session(key).fast {
                     return bad("Fast message from a peer without the Fast extension".into());
                 }
@@ -699,11 +721,13 @@ impl Torrent {
                 }
             }
             OwnedMessage::Reject(block) => {
+                self.fast.rejects += 1;
                 if self.session(key).take_request(block) {
                     self.picker.on_request_lost(block);
                 }
             }
             OwnedMessage::AllowedFast(piece) => {
+                self.fast.allowed_fast += 1;
                 let session = self.session(key);
                 if piece < count
                     && session.allowed_fast.len() < MAX_ALLOWED_FAST
@@ -904,6 +928,9 @@ impl Torrent {
             &mut picks,
         );
         let now = rx.now();
+        if session.peer_choking {
+            self.fast.requests_while_choked += picks.len() as u32;
+        }
         for block in &picks {
             session.requests.push((*block, now));
             wire::encode(&Message::Request(*block), &mut self.scratch);

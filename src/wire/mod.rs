@@ -362,12 +362,17 @@ pub fn encode(message: &Message<'_>, out: &mut Vec<u8>) {
 /// choked. Only IPv4 addresses have a defined set; IPv6 peers get none.
 pub fn allowed_fast_set(ip: IpAddr, info_hash: &InfoHash, piece_count: u32, k: usize) -> Vec<u32> {
     let IpAddr::V4(ip) = ip else { return Vec::new() };
+    allowed_fast_set_for(u32::from(ip) & 0xffff_ff00, info_hash, piece_count, k)
+}
+
+/// The BEP 6 generator for an already masked address. (libtorrent skips the mask
+/// for peers on a local network; the interop test uses this to check its sets.)
+pub fn allowed_fast_set_for(address: u32, info_hash: &InfoHash, piece_count: u32, k: usize) -> Vec<u32> {
     let k = k.min(piece_count as usize);
     let mut set = Vec::with_capacity(k);
-    let masked = u32::from(ip) & 0xffff_ff00;
     let mut x: [u8; 20] = {
         let mut hasher = Sha1::new();
-        hasher.update(masked.to_be_bytes());
+        hasher.update(address.to_be_bytes());
         hasher.update(info_hash.0);
         hasher.finalize().into()
     };

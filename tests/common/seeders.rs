@@ -19,6 +19,11 @@ pub struct Seeder {
 impl Seeder {
     /// Seeds `torrent` from `save_path` (which must hold the data).
     pub fn start(torrent: &Path, save_path: &Path) -> Seeder {
+        Seeder::start_with(torrent, save_path, &[])
+    }
+
+    /// With extra `seed` options (for example `--never-unchoke`).
+    pub fn start_with(torrent: &Path, save_path: &Path, extra: &[&str]) -> Seeder {
         let tool = format!("{}/tests/interop/libtorrent_tool.py", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(PYTHON)
             .args([
@@ -27,6 +32,7 @@ impl Seeder {
                 torrent.to_str().unwrap(),
                 save_path.to_str().unwrap(),
             ])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

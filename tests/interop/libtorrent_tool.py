@@ -84,19 +84,28 @@ def verify(args):
     }))
 
 
-def session(port, interface="127.0.0.1"):
+def session(port, interface="127.0.0.1", extra=None):
     """A libtorrent session for loopback tests: no DHT/LSD/UPnP/NAT-PMP, several
     connections per IP allowed, loopback peers not rate limited."""
     return lt.session({
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
         "listen_interfaces": f"{interface}:{port}", "allow_multiple_connections_per_ip": True,
         "alert_mask": 0, "announce_to_all_trackers": True, "announce_to_all_tiers": True,
+        **(extra or {}),
     })
 
 
 def seed(args):
     """Seeds TORRENT from SAVE_PATH until stdin closes; prints its port, then stays."""
-    ses = session(args.port, args.interface)
+    # --never-unchoke: no unchoke slots, so peers can only fetch allowed-fast pieces.
+    extra = {"unchoke_slots_limit": 0, "allowed_fast_set_size": args.allowed_fast} if args.never_unchoke else {}
+    ses = session(args.port, args.interface, extra)
+    if args.never_unchoke:
+        # Loopback peers are in libtorrent's local class, which ignores unchoke
+        # slots; put them in the global class so the limit of 0 applies.
+        loopback = lt.ip_filter()
+        loopback.add_rule("127.0.0.0", "127.255.255.255", 1 << lt.session.global_peer_class_id)
+        ses.set_peer_class_filter(loopback)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
@@ -156,6 +165,8 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--interface", default="127.0.0.1")
     p.add_argument("--seed-mode", action="store_true")
+    p.add_argument("--never-unchoke", action="store_true")
+    p.add_argument("--allowed-fast", type=int, default=5)
     p.set_defaults(run=seed)
     p = sub.add_parser("leech")
     p.add_argument("torrent")
