@@ -1,0 +1,643 @@
+//! One regression test per bug class of the seed document (`shared/seed/`), named
+//! after it. Each fails if its class came back; where the types make a class
+//! impossible, the test runs the scenario and shows it ends clean: the loop
+//! provably empty (`finish()`), every table empty, the live heap at its baseline.
+//!
+//! Counting allocator, plain `main`, one scenario at a time. Fake peers and fake
+//! trackers run on the same loop as the code under test.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bitloop::client::torrent::{Torrent, TorrentConfig};
+use bitloop::client::{Owner, TrackerClient};
+use bitloop::metainfo::InfoHash;
+use bitloop::reactor::{Config, Event, HandleId, HandleKind, Handler, Reactor, RunMode};
+use bitloop::tracker::http::parse_announce;
+use bitloop::tracker::{AnnounceEvent, PeerId};
+use common::counting::{allocations, heap, run_scenarios, Counting, Heap};
+use common::seeders::Content;
+use common::trackers::{config, request};
+use common::{open_fds, Recorder};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn assert_heap_back(before: Heap, what: &str) {
+    assert_eq!(heap(), before, "{what}: live heap not back at its baseline");
+}
+
+// ------------------------------------------------------------------ fake peers
+
+/// How a fake peer listener treats the connections it accepts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fake {
+    /// Accepts, never says anything: we stay handshaking.
+    Silent,
+    /// Handshakes, has everything, never unchokes: active and choked.
+    Choker,
+    /// Unchokes but never answers requests: our requests stay outstanding.
+    Hoarder,
+    /// Unchokes and serves real data.
+    Server,
+    /// Accepts and closes at once.
+    Dropper,
+}
+
+const FAKE_BASE: u32 = 100;
+
+/// A torrent, the tracker client, and fake peers, all on one loop.
+struct World {
+    torrent: Torrent,
+    trackers: TrackerClient,
+    fakes: Vec<Fake>,
+    info_hash: InfoHash,
+    data: Vec<u8>,
+    piece_length: usize,
+    /// Fake-side streams that already sent their handshake.
+    greeted: Vec<HandleId>,
+}
+
+impl World {
+    fn serve(&mut self, rx: &mut Reactor<Owner>, id: HandleId, fake: Fake) {
+        loop {
+            // Connections start with our 68-byte handshake; answer it once.
+            if !self.greeted.contains(&id) {
+                if rx.tcp_received(id).map_or(0, <[u8]>::len) < 68 {
+                    return;
+                }
+                let mut hello = vec![19];
+                hello.extend_from_slice(b"BitTorrent protocol");
+                hello.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x04]);
+                hello.extend_from_slice(&self.info_hash.0);
+                // A distinct id per connection: same ids would be one peer connected twice.
+                hello.extend_from_slice(format!("-XX0001-fake{:08}", id.index()).as_bytes());
+                hello.extend_from_slice(&[0, 0, 0, 1, 0x0e]); // have all
+                rx.tcp_consume(id, 68).unwrap();
+                rx.tcp_write(id, &hello).unwrap();
+                self.greeted.push(id);
+                continue;
+            }
+            let body = {
+                let buffer = rx.tcp_received(id).unwrap_or_default();
+                if buffer.len() < 4 {
+                    return;
+                }
+                let len = u32::from_be_bytes(buffer[..4].try_into().unwrap()) as usize;
+                if buffer.len() < 4 + len {
+                    return;
+                }
+                buffer[4..4 + len].to_vec()
+            };
+            rx.tcp_consume(id, 4 + body.len()).unwrap();
+            match (body.first(), fake) {
+                (Some(2), Fake::Hoarder | Fake::Server) => rx.tcp_write(id, &[0, 0, 0, 1, 1]).unwrap(),
+                (Some(6), Fake::Server) => {
+                    let index = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+                    let begin = u32::from_be_bytes(body[5..9].try_into().unwrap()) as usize;
+                    let length = u32::from_be_bytes(body[9..13].try_into().unwrap()) as usize;
+                    let start = index * self.piece_length + begin;
+                    let mut message = (9 + length as u32).to_be_bytes().to_vec();
+                    message.push(7);
+                    message.extend_from_slice(&body[1..9]);
+                    message.extend_from_slice(&self.data[start..start + length]);
+                    rx.tcp_write(id, &message).unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Handler<Owner> for World {
+    fn on_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, owner: Owner, event: Event) {
+        match (owner, event) {
+            (Owner::App(n), Event::Accepted { stream, .. }) if n >= FAKE_BASE => {
+                let fake = self.fakes[(n - FAKE_BASE) as usize];
+                if fake == Fake::Dropper {
+                    rx.close(stream);
+                } else {
+                    rx.set_owner(stream, Owner::App(n + 1000)).unwrap();
+                }
+            }
+            (Owner::App(n), Event::Readable) if n >= FAKE_BASE + 1000 => {
+                let fake = self.fakes[(n - FAKE_BASE - 1000) as usize];
+                if fake != Fake::Silent {
+                    self.serve(rx, id, fake);
+                }
+            }
+            (Owner::App(n), Event::Eof) if n >= FAKE_BASE + 1000 => rx.close(id),
+            (Owner::App(_), _) => {}
+            (owner @ (Owner::Peer(..) | Owner::Listener(_) | Owner::TorrentTimer(_)), event) => {
+                self.torrent.on_event(rx, &mut self.trackers, id, owner, event)
+            }
+            (owner, event) => self.trackers.on_event(rx, id, owner, event),
+        }
+    }
+}
+
+/// A listener with a full accept queue: connects to it stay pending.
+fn black_hole() -> (socket2::Socket, std::net::TcpStream, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let filler = std::net::TcpStream::connect(addr).unwrap();
+    (socket, filler, addr)
+}
+
+struct Setup {
+    rx: Reactor<Owner>,
+    world: World,
+    _holes: Vec<(socket2::Socket, std::net::TcpStream)>,
+}
+
+/// A world with `count` fake peers of each kind in `kinds` and `connecting` black holes.
+fn setup(
+    content: &Content,
+    data: &[u8],
+    kinds: &[(Fake, usize)],
+    connecting: usize,
+    config: TorrentConfig,
+) -> Setup {
+    let mut rx: Reactor<Owner> = Reactor::with_config(Config::default()).unwrap();
+    let output = content.dir.path().join("download");
+    let _ = std::fs::remove_dir_all(&output);
+    let torrent = Torrent::new(
+        0,
+        &content.torrent,
+        &output,
+        PeerId::generate(),
+        6881,
+        config,
+        rx.now(),
+    )
+    .unwrap();
+    let mut world = World {
+        torrent,
+        trackers: TrackerClient::new(common::trackers::config()),
+        fakes: Vec::new(),
+        info_hash: content.torrent.info_hash,
+        data: data.to_vec(),
+        piece_length: content.torrent.info.piece_length as usize,
+        greeted: Vec::new(),
+    };
+    world.torrent.start(&mut rx, &mut world.trackers, None);
+    let mut addrs = Vec::new();
+    for &(fake, count) in kinds {
+        for _ in 0..count {
+            let tag = Owner::App(FAKE_BASE + world.fakes.len() as u32);
+            world.fakes.push(fake);
+            let listener = rx.tcp_listen("127.0.0.1:0".parse().unwrap(), tag).unwrap();
+            addrs.push(rx.local_addr(listener).unwrap());
+        }
+    }
+    let mut holes = Vec::new();
+    for _ in 0..connecting {
+        let (socket, filler, addr) = black_hole();
+        holes.push((socket, filler));
+        addrs.push(addr);
+    }
+    for addr in addrs {
+        world.torrent.add_peer(&mut rx, addr);
+    }
+    Setup {
+        rx,
+        world,
+        _holes: holes,
+    }
+}
+
+fn run_until(s: &mut Setup, limit: usize, mut done: impl FnMut(&World) -> bool) {
+    for _ in 0..limit {
+        if done(&s.world) {
+            return;
+        }
+        let guard = s.rx.timer(Owner::App(1)).unwrap();
+        s.rx.timer_start(guard, Duration::from_millis(5), None).unwrap();
+        s.rx.run(&mut s.world, RunMode::Once).unwrap();
+        s.rx.close(guard);
+    }
+    panic!("condition not reached: {:?}", s.world.torrent.peer_counts());
+}
+
+/// The shutdown sequence: graceful stop, close the rest, drain, prove it empty.
+fn shut_down(mut s: Setup) {
+    s.world.torrent.stop(&mut s.rx, &mut s.world.trackers);
+    s.world.trackers.close(&mut s.rx);
+    s.rx.close_all_and_drain(&mut s.world).unwrap();
+    let stats = s.rx.stats();
+    assert_eq!((stats.timers_armed, stats.registered()), (0, 0), "{stats:?}");
+    let report = s.rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
+    assert_eq!(report.opened, report.closed);
+    assert_eq!(
+        s.world.torrent.table_sizes(),
+        [0; 5],
+        "peers, addresses, retries, contributors, candidates"
+    );
+}
+
+fn content() -> (Content, Vec<u8>) {
+    let content = Content::make(false, 4_000_000, 16384, vec![]);
+    let data = std::fs::read(content.save_path.join("single.bin")).unwrap();
+    (content, data)
+}
+
+// ------------------------------------------------------------------ the twelve
+
+/// #1: a close that replaced the cleanup callback with null. Here `close` takes no
+/// callback; the cleanup is the resource's own drop, whichever path closes it.
+fn seed_bug_01_cleanup_fixed_at_creation_runs_on_every_close_path() {
+    let (fds, before) = (open_fds(), heap());
+    {
+        let mut rx: Reactor<u32> = Reactor::new().unwrap();
+        let mut rec = Recorder::new();
+        let explicit = rx.udp_bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let twice = rx.tcp_listen("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let by_close_all = rx.udp_bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let timer = rx.timer(4).unwrap();
+        rx.close(explicit);
+        rx.close(twice);
+        rx.close(twice);
+        rx.close_all_and_drain(&mut rec).unwrap();
+        for id in [explicit, twice, by_close_all, timer] {
+            let closed = rec
+                .events_of(id)
+                .iter()
+                .filter(|e| matches!(e, common::Seen::Closed { .. }))
+                .count();
+            assert_eq!(closed, 1, "{id}: one cleanup, whatever the close path");
+        }
+        rx.finish().unwrap();
+    }
+    assert_eq!(open_fds(), fds, "every socket's fd was released");
+    assert_heap_back(before, "bug 1");
+}
+
+/// #2: timers and sockets stopped but never closed. Stopping is not closing, and
+/// shutdown closes every slot, stopped or not.
+fn seed_bug_02_stopped_timers_and_sockets_are_closed_at_shutdown() {
+    let before = heap();
+    {
+        let mut rx: Reactor<u32> = Reactor::new().unwrap();
+        let mut rec = Recorder::new();
+        for i in 0..10 {
+            let t = rx.timer(i).unwrap();
+            rx.timer_start(t, Duration::from_secs(60), Some(Duration::from_secs(1)))
+                .unwrap();
+            rx.timer_stop(t).unwrap();
+        }
+        rx.udp_bind("127.0.0.1:0".parse().unwrap(), 99).unwrap();
+        rx.close_all_and_drain(&mut rec).unwrap();
+        let report = rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
+        assert_eq!(report.closed.get(HandleKind::Timer), 10);
+    }
+    assert_heap_back(before, "bug 2");
+}
+
+/// #3: connections still connecting at shutdown were never freed.
+fn seed_bug_03_connecting_peers_closed_at_shutdown() {
+    let (content, data) = content();
+    let before = heap();
+    {
+        let mut s = setup(&content, &data, &[], 8, TorrentConfig::default());
+        run_until(&mut s, 100, |w| w.torrent.peer_counts().connecting == 8);
+        shut_down(s);
+    }
+    assert_heap_back(before, "bug 3");
+}
+
+/// #4: the block-request timeout timer was never closed. It is the torrent's one
+/// timer, armed while requests are outstanding, and shutdown closes it.
+fn seed_bug_04_request_timeout_timer_closed_at_shutdown() {
+    let (content, data) = content();
+    let before = heap();
+    {
+        let mut s = setup(
+            &content,
+            &data,
+            &[(Fake::Hoarder, 2)],
+            0,
+            TorrentConfig::default(),
+        );
+        run_until(&mut s, 1000, |w| w.torrent.peer_counts().unchoked == 2);
+        run_until(&mut s, 100, |_| true);
+        assert!(s.rx.stats().timers_armed >= 1, "the request timeout is armed");
+        shut_down(s);
+    }
+    assert_heap_back(before, "bug 4");
+}
+
+/// #5: a log output whose close did nothing. Outputs here are owned values (the
+/// progress printer lives in the download session); dropping the session frees it.
+fn seed_bug_05_owned_outputs_are_freed() {
+    let (content, _) = content();
+    let options = || {
+        let mut options = bitloop::client::download::DownloadOptions::new(content.dir.path().join("out5"));
+        options.listen = None;
+        options.watch_signals = false;
+        options.progress = true;
+        options.timeout = Duration::from_millis(300);
+        options.trackers.resolver = common::trackers::offline_resolver();
+        options
+    };
+    let first = bitloop::client::download::run(&content.torrent, options()).unwrap();
+    drop(first);
+    let before = heap();
+    let summary = bitloop::client::download::run(&content.torrent, options()).unwrap();
+    assert!(summary.report.is_ok());
+    drop(summary);
+    assert_heap_back(before, "bug 5");
+}
+
+// Fake trackers on the loop, for bugs #6, #8, #10 and #11.
+
+const FAKE_HTTP: Owner = Owner::App(20);
+const FAKE_HTTP_STREAM: Owner = Owner::App(21);
+const FAKE_UDP: Owner = Owner::App(22);
+
+struct TrackerWorld {
+    trackers: TrackerClient,
+    http_response: Vec<u8>,
+    udp_reply: Vec<u8>,
+    results: Vec<(
+        bitloop::client::RequestId,
+        bitloop::client::trackers::AnnounceResult,
+    )>,
+}
+
+impl Handler<Owner> for TrackerWorld {
+    fn on_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, owner: Owner, event: Event) {
+        match (owner, event) {
+            (FAKE_HTTP, Event::Accepted { stream, .. }) => rx.set_owner(stream, FAKE_HTTP_STREAM).unwrap(),
+            (FAKE_HTTP_STREAM, Event::Readable) => {
+                if rx.tcp_received(id).unwrap().ends_with(b"\r\n\r\n") {
+                    let n = rx.tcp_received(id).unwrap().len();
+                    rx.tcp_consume(id, n).unwrap();
+                    rx.tcp_write(id, &self.http_response).unwrap();
+                    rx.tcp_shutdown(id).unwrap();
+                }
+            }
+            (FAKE_HTTP_STREAM, Event::Eof) => rx.close(id),
+            (FAKE_UDP, Event::Readable) => {
+                let mut buf = [0u8; 256];
+                while let Some((n, from)) = rx.udp_recv_from(id, &mut buf).unwrap() {
+                    if n == 16 {
+                        let mut reply = vec![0, 0, 0, 0];
+                        reply.extend_from_slice(&buf[12..16]);
+                        reply.extend_from_slice(&9u64.to_be_bytes());
+                        rx.udp_send_to(id, &reply, from).unwrap();
+                    } else {
+                        self.udp_reply[4..8].copy_from_slice(&buf[12..16]);
+                        rx.udp_send_to(id, &self.udp_reply, from).unwrap();
+                    }
+                }
+            }
+            (Owner::App(_), _) => {}
+            (owner, event) => self.trackers.on_event(rx, id, owner, event),
+        }
+        while let Some(result) = self.trackers.poll_result() {
+            self.results.push(result);
+        }
+    }
+}
+
+fn compact(n: usize) -> Vec<u8> {
+    (0..n).flat_map(|i| [127, 0, 0, 1, 0x1b, i as u8]).collect()
+}
+
+fn http_body(peers: usize) -> Vec<u8> {
+    let mut body = format!("d8:intervali1800e5:peers{}:", peers * 6).into_bytes();
+    body.extend(compact(peers));
+    body.push(b'e');
+    body
+}
+
+/// Runs `count` announces to the fake tracker of `kind` and checks the heap.
+fn announces(kind: &str, count: usize) {
+    let body = http_body(40);
+    let mut http_response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    http_response.extend_from_slice(&body);
+    let mut udp_reply = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 0, 1, 0, 0, 0, 2];
+    udp_reply.extend(compact(40));
+    let mut rx: Reactor<Owner> = Reactor::new().unwrap();
+    let http = rx.tcp_listen("127.0.0.1:0".parse().unwrap(), FAKE_HTTP).unwrap();
+    let udp = rx.udp_bind("127.0.0.1:0".parse().unwrap(), FAKE_UDP).unwrap();
+    let url = if kind == "http" {
+        format!("http://{}/announce", rx.local_addr(http).unwrap())
+    } else {
+        format!("udp://{}", rx.local_addr(udp).unwrap())
+    };
+    let mut world = TrackerWorld {
+        trackers: TrackerClient::new(config()),
+        http_response,
+        udp_reply,
+        results: Vec::with_capacity(2),
+    };
+    let mut warm = None;
+    for i in 0..count {
+        let id = world.trackers.announce(
+            &mut rx,
+            &url,
+            request(InfoHash([6; 20]), 6881, AnnounceEvent::None, 1),
+        );
+        let mut spins = 0;
+        while world.results.is_empty() {
+            rx.run(&mut world, RunMode::Once).unwrap();
+            spins += 1;
+            assert!(spins < 10_000);
+        }
+        // #10: the result changes owner by value; the consumer drops it and that frees it.
+        let (done, result) = world.results.pop().unwrap();
+        assert_eq!(done, id);
+        assert_eq!(result.unwrap().peers.len(), 40);
+        if i == count / 10 {
+            warm = Some(heap());
+        }
+    }
+    assert_eq!(
+        heap().blocks,
+        warm.unwrap().blocks,
+        "{kind}: peer lists or transactions piled up"
+    );
+    world.trackers.close(&mut rx);
+    rx.close_all_and_drain(&mut world).unwrap();
+    rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
+}
+
+/// #6: the UDP tracker's peer list was never freed.
+fn seed_bug_06_udp_tracker_peer_lists_are_freed() {
+    let before = heap();
+    announces("udp", 2000);
+    assert_heap_back(before, "bug 6");
+}
+
+/// #7: a peer pointer cleared before cleanup could use it. Peers are slab entries
+/// with a state; shutdown removes each through `remove_peer`, whatever its state.
+/// Here: an interrupted download with peers connecting, handshaking, choked,
+/// hoarding requests and transferring.
+fn seed_bug_07_peers_in_every_state_cleaned_when_interrupted() {
+    let (content, data) = content();
+    let before = heap();
+    {
+        let kinds = [
+            (Fake::Silent, 5),
+            (Fake::Choker, 5),
+            (Fake::Hoarder, 3),
+            (Fake::Server, 3),
+        ];
+        let mut s = setup(&content, &data, &kinds, 5, TorrentConfig::default());
+        run_until(&mut s, 5000, |w| {
+            let c = w.torrent.peer_counts();
+            c.connecting >= 5
+                && c.handshaking >= 5
+                && c.active >= 11
+                && c.unchoked >= 6
+                && w.torrent.downloaded() > 0
+        });
+        let counts = s.world.torrent.peer_counts();
+        assert!(
+            counts.connecting + counts.handshaking + counts.active >= 20,
+            "{counts:?}"
+        );
+        assert!(!s.world.torrent.is_complete(), "interrupted mid-transfer");
+        shut_down(s);
+    }
+    assert_heap_back(before, "bug 7");
+}
+
+/// #8: the HTTP tracker's twin of #6 (the fix had gone into one tracker only).
+fn seed_bug_08_http_tracker_peer_lists_are_freed() {
+    let before = heap();
+    announces("http", 2000);
+    assert_heap_back(before, "bug 8");
+}
+
+/// #9: peers that dropped and reconnected leaked their old connection.
+fn seed_bug_09_reconnecting_peers_do_not_leak() {
+    let (content, data) = content();
+    let before = heap();
+    {
+        let config = TorrentConfig {
+            reconnect_base: Duration::from_millis(1),
+            reconnect_attempts: 4,
+            ..TorrentConfig::default()
+        };
+        let mut s = setup(&content, &data, &[(Fake::Dropper, 20)], 0, config);
+        // Every address is tried, dropped, retried four times, then forgotten.
+        run_until(&mut s, 20_000, |w| w.torrent.table_sizes() == [0; 5]);
+        shut_down(s);
+    }
+    assert_heap_back(before, "bug 9");
+}
+
+/// #10: a free in the wrong layer (a double free). Results pass by value, so only
+/// their last owner frees them; the compiler refuses a second free. The scenario:
+/// results consumed by the caller leave nothing behind.
+fn seed_bug_10_results_pass_by_value_and_are_freed_once() {
+    let before = heap();
+    announces("udp", 200);
+    announces("http", 200);
+    assert_heap_back(before, "bug 10");
+}
+
+/// #11: a response parsed twice, one result kept. One parse: a response with peers
+/// costs exactly one allocation more than one without.
+fn seed_bug_11_each_response_is_parsed_once() {
+    let (empty, full) = (http_body(0), http_body(40));
+    let count = |body: &[u8]| {
+        let start = allocations();
+        drop(parse_announce(body).unwrap());
+        allocations() - start
+    };
+    assert_eq!(count(&full) - count(&empty), 1);
+}
+
+/// #12: tests that forgot to close. Every test here ends in `finish()`, and a loop
+/// dropped with live handles panics, naming them.
+fn seed_bug_12_a_test_that_forgets_to_close_fails() {
+    let result = std::panic::catch_unwind(|| {
+        let mut rx: Reactor<u32> = Reactor::new().unwrap();
+        let _forgotten = rx.timer(7).unwrap();
+    });
+    let message = result
+        .expect_err("dropping a live loop must fail")
+        .downcast::<String>()
+        .unwrap();
+    assert!(
+        message.contains("timer") && message.contains("owned by 7"),
+        "{message}"
+    );
+    let mut rx: Reactor<u32> = Reactor::new().unwrap();
+    rx.udp_bind("127.0.0.1:0".parse().unwrap(), 8).unwrap();
+    let busy = rx.finish().expect_err("a live handle is reported");
+    assert!(busy.to_string().contains("udp"));
+    rx.close_all_and_drain(&mut Recorder::new()).unwrap();
+}
+
+fn main() {
+    // One-time globals first (std's thread-locals, the random keys).
+    seed_bug_11_each_response_is_parsed_once();
+    announces("udp", 5);
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let text = info.to_string();
+        if !text.contains("reactor dropped without finish()") {
+            eprintln!("{text}");
+        }
+    }));
+    run_scenarios(&[
+        (
+            "seed_bug_01_cleanup_fixed_at_creation_runs_on_every_close_path",
+            seed_bug_01_cleanup_fixed_at_creation_runs_on_every_close_path,
+        ),
+        (
+            "seed_bug_02_stopped_timers_and_sockets_are_closed_at_shutdown",
+            seed_bug_02_stopped_timers_and_sockets_are_closed_at_shutdown,
+        ),
+        (
+            "seed_bug_03_connecting_peers_closed_at_shutdown",
+            seed_bug_03_connecting_peers_closed_at_shutdown,
+        ),
+        (
+            "seed_bug_04_request_timeout_timer_closed_at_shutdown",
+            seed_bug_04_request_timeout_timer_closed_at_shutdown,
+        ),
+        (
+            "seed_bug_05_owned_outputs_are_freed",
+            seed_bug_05_owned_outputs_are_freed,
+        ),
+        (
+            "seed_bug_06_udp_tracker_peer_lists_are_freed",
+            seed_bug_06_udp_tracker_peer_lists_are_freed,
+        ),
+        (
+            "seed_bug_07_peers_in_every_state_cleaned_when_interrupted",
+            seed_bug_07_peers_in_every_state_cleaned_when_interrupted,
+        ),
+        (
+            "seed_bug_08_http_tracker_peer_lists_are_freed",
+            seed_bug_08_http_tracker_peer_lists_are_freed,
+        ),
+        (
+            "seed_bug_09_reconnecting_peers_do_not_leak",
+            seed_bug_09_reconnecting_peers_do_not_leak,
+        ),
+        (
+            "seed_bug_10_results_pass_by_value_and_are_freed_once",
+            seed_bug_10_results_pass_by_value_and_are_freed_once,
+        ),
+        (
+            "seed_bug_11_each_response_is_parsed_once",
+            seed_bug_11_each_response_is_parsed_once,
+        ),
+        (
+            "seed_bug_12_a_test_that_forgets_to_close_fails",
+            seed_bug_12_a_test_that_forgets_to_close_fails,
+        ),
+    ]);
+}
