@@ -107,6 +107,13 @@ impl Download {
     ) -> Result<Download, String> {
         let peer_id = PeerId::generate();
         let mut trackers = TrackerClient::new(options.trackers.clone());
+        // Signals first: from the first announce on, Ctrl+C must mean a graceful stop.
+        let signal = if options.watch_signals {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            Some(rx.signal_watch(&[SIGINT, SIGTERM], Owner::Signal).map_err(err)?)
+        } else {
+            None
+        };
         // Listen first, so trackers learn the real port.
         let listener = match options.listen {
             Some(addr) => Some(
@@ -145,7 +152,7 @@ impl Download {
             torrent,
             name: metainfo.info.name.clone(),
             phase: Phase::Running,
-            signal: None,
+            signal,
             progress: None,
             stall: None,
             stop_deadline: None,
@@ -155,10 +162,6 @@ impl Download {
             bytes_at_last_check: 0,
             interrupts: 0,
         };
-        if download.options.watch_signals {
-            use signal_hook::consts::{SIGINT, SIGTERM};
-            download.signal = Some(rx.signal_watch(&[SIGINT, SIGTERM], Owner::Signal).map_err(err)?);
-        }
         if download.options.progress {
             let every = if download.terminal {
                 Duration::from_millis(500)
@@ -295,7 +298,9 @@ impl Handler<Owner> for Download {
                 if let Event::Signal(signal) = event {
                     self.interrupts += 1;
                     if self.interrupts == 1 {
-                        eprintln!("\nbitloop: signal {signal}: stopping (again to skip the goodbyes)");
+                        if self.options.progress {
+                            eprintln!("\nbitloop: signal {signal}: stopping (again to skip the goodbyes)");
+                        }
                         self.stop(rx, Outcome::Interrupted);
                     } else {
                         self.stop(rx, Outcome::Interrupted);
@@ -334,6 +339,13 @@ impl Handler<Owner> for Download {
     }
 }
 
+/// A handler for a loop whose owners are gone: events are dropped.
+struct Discard;
+
+impl Handler<Owner> for Discard {
+    fn on_event(&mut self, _: &mut Reactor<Owner>, _: HandleId, _: Owner, _: Event) {}
+}
+
 /// What a whole run produced.
 #[derive(Debug)]
 pub struct RunSummary {
@@ -359,8 +371,9 @@ pub fn run(metainfo: &Metainfo, options: DownloadOptions) -> Result<RunSummary, 
     let mut download = match Download::start(&mut rx, metainfo, options) {
         Ok(download) => download,
         Err(e) => {
-            rx.close_all();
-            let _ = rx.finish();
+            // Whatever start opened before it failed is closed the usual way.
+            rx.close_all_and_drain(&mut Discard).map_err(err)?;
+            rx.finish().map_err(|busy| busy.to_string())?;
             return Err(e);
         }
     };
