@@ -12,6 +12,7 @@ need=()
 [ -x /usr/bin/valgrind ] || need+=(valgrind)
 /usr/bin/python3 -c 'import libtorrent' 2>/dev/null || need+=(python3-libtorrent)
 [ -x /usr/bin/opentracker ] || need+=(opentracker)
+command -v ss >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -36,3 +37,6 @@ for example in timer tcp_echo udp_ping_pong; do
 done
 echo "$((3 - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
+
+echo "== the release binary under valgrind: complete, interrupted and failed downloads"
+scripts/leak-check.sh
