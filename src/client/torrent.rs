@@ -1031,6 +1031,7 @@ impl Torrent {
     /// Graceful stop: closes every peer and the listener, and announces `stopped` to
     /// every tracker that was told `started`. Returns how many announces went out.
     pub fn stop(&mut self, rx: &mut Reactor<Owner>, trackers: &mut TrackerClient) -> usize {
+        let counts = self.peer_counts();
         self.stopping = true;
         let keys: Vec<usize> = self.peers.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -1039,11 +1040,24 @@ impl Torrent {
         for id in [self.listener.take(), self.timer.take()].into_iter().flatten() {
             rx.close(id);
         }
+        debug!(
+            "torrent stopped with {} peers connecting, {} handshaking, {} active; {} candidates dropped",
+            counts.connecting,
+            counts.handshaking,
+            counts.active,
+            self.candidates.queued()
+        );
         self.retries.clear();
         self.contributors.clear();
+        self.candidates.clear();
         let transfer = self.transfer();
         let sent = self.trackers.stop(rx, trackers, transfer);
-        debug_assert!(self.peers.is_empty() && self.by_addr.is_empty());
+        // Shutdown empties every table this torrent keeps, not just its handles.
+        debug_assert_eq!(
+            self.table_sizes(),
+            [0; 5],
+            "peers, addresses, retries, contributors, candidates"
+        );
         sent
     }
 

@@ -55,6 +55,12 @@ impl Candidates {
         self.queue.retain(|p| *p != peer);
     }
 
+    /// Forgets everything (shutdown).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.known.clear();
+    }
+
     /// Whether the address is queued or handed out and not forgotten.
     pub fn contains(&self, peer: &SocketAddr) -> bool {
         self.known.contains(peer)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod counting;
+pub mod fake_trackers;
 pub mod libtorrent;
 pub mod opentracker;
 pub mod seeders;
