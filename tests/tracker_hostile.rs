@@ -205,23 +205,18 @@ fn unsupported_and_bad_urls_are_clear_errors() {
 
 // ---------------------------------------------------------------- UDP
 
-/// A UDP tracker that answers each datagram with what `script` returns (nothing
-/// for `None`), for `count` datagrams.
-fn serve_udp(
-    count: usize,
-    mut script: impl FnMut(usize, &[u8]) -> Vec<Vec<u8>> + Send + 'static,
-) -> (u16, JoinHandle<usize>) {
+/// A UDP tracker that answers each datagram with what `script` returns (nothing for
+/// an empty list). It ends once no datagram arrived for a second, and returns how
+/// many it received.
+fn serve_udp(mut script: impl FnMut(&[u8]) -> Vec<Vec<u8>> + Send + 'static) -> (u16, JoinHandle<usize>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let port = socket.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         let mut received = 0;
-        while received < count {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                break;
-            };
-            for reply in script(received, &buf[..n]) {
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            for reply in script(&buf[..n]) {
                 socket.send_to(&reply, from).unwrap();
             }
             received += 1;
@@ -269,20 +264,22 @@ fn announce_udp(
 
 #[test]
 fn udp_wrong_transaction_ids_and_garbage_are_ignored() {
-    let (port, server) = serve_udp(2, |i, request| {
+    // Replies by request kind (16 bytes: connect; 98: announce), so resends under
+    // load get answers too.
+    let (port, server) = serve_udp(|request| {
         let wrong = [tid(request)[0] ^ 0xff, 1, 2, 3];
-        match i {
-            // Connect: garbage, a reply with the wrong id, then the right one.
-            0 => vec![
+        if request.len() == 16 {
+            // Garbage, a reply with the wrong id, then the right one.
+            vec![
                 b"junk".to_vec(),
                 connect_reply(wrong),
                 connect_reply(tid(request)),
-            ],
-            // Announce: a reply with the wrong id, then the right one.
-            _ => vec![
+            ]
+        } else {
+            vec![
                 announce_reply(wrong, &[9, 9, 9, 9, 0, 9]),
                 announce_reply(tid(request), &[127, 0, 0, 1, 0x1a, 0xe1]),
-            ],
+            ]
         }
     });
     let result = announce_udp(config(), port).unwrap();
@@ -291,12 +288,12 @@ fn udp_wrong_transaction_ids_and_garbage_are_ignored() {
         vec!["127.0.0.1:6881".parse::<SocketAddr>().unwrap()]
     );
     assert_eq!(result.interval, Duration::from_secs(0x708));
-    assert_eq!(server.join().unwrap(), 2);
+    assert!(server.join().unwrap() >= 2, "a connect and an announce at least");
 }
 
 #[test]
 fn udp_error_reply_is_a_failure() {
-    let (port, server) = serve_udp(1, |_, request| {
+    let (port, server) = serve_udp(|request| {
         let mut error = vec![0, 0, 0, 3];
         error.extend_from_slice(&tid(request));
         error.extend_from_slice(b"torrent not registered");
@@ -311,7 +308,7 @@ fn udp_error_reply_is_a_failure() {
 
 #[test]
 fn udp_tracker_that_never_answers_times_out_after_nine_tries() {
-    let (port, server) = serve_udp(9, |_, _| Vec::new());
+    let (port, server) = serve_udp(|_| Vec::new());
     let config = bitloop::client::TrackerConfig {
         udp_retry_base: Duration::from_millis(2),
         ..config()

@@ -317,9 +317,11 @@ impl UdpTransaction {
         if let Step::Request { obtained, .. } = self.step {
             if now.saturating_duration_since(obtained) >= CONNECTION_ID_LIFETIME {
                 self.step = Step::Connect; // the id expired while we waited
+                self.transaction_id = random_u64() as u32;
             }
         }
-        self.transaction_id = random_u64() as u32;
+        // A resend keeps its transaction id, so a late reply to an earlier send of
+        // the same step still counts.
         self.deadline = now + self.retry_base * 2u32.pow(self.attempt);
         self.send_pending = true;
         None
@@ -509,6 +511,21 @@ mod tests {
         }
         let expected: Vec<Duration> = (0..=MAX_RETRY_EXPONENT).map(|n| base * 2u32.pow(n)).collect();
         assert_eq!(waits, expected);
+    }
+
+    #[test]
+    fn a_late_reply_to_an_earlier_send_is_accepted() {
+        let t0 = Instant::now();
+        let base = Duration::from_millis(10);
+        let mut tx = UdpTransaction::new(t0, Purpose::Announce(request()), false, base, None);
+        let first = tid_of(&tx.poll_transmit().unwrap());
+        assert!(tx.handle_timeout(t0 + base).is_none());
+        let resent = tid_of(&tx.poll_transmit().unwrap());
+        assert_eq!(resent, first, "the resend keeps its id");
+        assert_eq!(
+            tx.handle_datagram(t0 + base, &connect_reply(first, 5)),
+            Progress::Connected { connection_id: 5 }
+        );
     }
 
     #[test]

@@ -99,10 +99,12 @@ def seed(args):
     """Seeds TORRENT from SAVE_PATH until stdin closes; prints its port, then stays."""
     # --never-unchoke: no unchoke slots, so peers can only fetch allowed-fast pieces.
     extra = {"unchoke_slots_limit": 0, "allowed_fast_set_size": args.allowed_fast} if args.never_unchoke else {}
+    if args.upload_limit:
+        extra["upload_rate_limit"] = args.upload_limit
     ses = session(args.port, args.interface, extra)
-    if args.never_unchoke:
+    if args.never_unchoke or args.upload_limit:
         # Loopback peers are in libtorrent's local class, which ignores unchoke
-        # slots; put them in the global class so the limit of 0 applies.
+        # slots and rate limits; put them in the global class so limits apply.
         loopback = lt.ip_filter()
         loopback.add_rule("127.0.0.0", "127.255.255.255", 1 << lt.session.global_peer_class_id)
         ses.set_peer_class_filter(loopback)
@@ -167,6 +169,7 @@ def main():
     p.add_argument("--seed-mode", action="store_true")
     p.add_argument("--never-unchoke", action="store_true")
     p.add_argument("--allowed-fast", type=int, default=5)
+    p.add_argument("--upload-limit", type=int, default=0, help="bytes per second; 0 = unlimited")
     p.set_defaults(run=seed)
     p = sub.add_parser("leech")
     p.add_argument("torrent")
