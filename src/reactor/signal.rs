@@ -1,13 +1,19 @@
-//! The signal source: SIGINT, SIGTERM and friends delivered as loop events.
+//! The signal source: SIGINT, SIGTERM and friends delivered as loop events, and
+//! the reactor's `signal_watch`.
 //!
 //! `signal-hook` installs an async-signal-safe handler that writes to a self-pipe;
 //! the pipe's read end is registered with mio like any socket, so a signal becomes
 //! an ordinary readable event on the loop. Dropping the value unregisters the
 //! handlers, and the drop happens only when the table frees the slot.
 
+use std::fmt::Debug;
 use std::io;
 
+use log::debug;
 use signal_hook_mio::v1_0::Signals;
+
+use super::table::Resource;
+use super::{Event, HandleId, Handler, Reactor, Result};
 
 pub(crate) struct SignalWatch {
     pub(crate) signals: Signals,
@@ -23,5 +29,27 @@ impl SignalWatch {
     /// Signals received since the last call.
     pub(crate) fn take_pending(&mut self) -> Vec<i32> {
         self.signals.pending().collect()
+    }
+}
+
+impl<O: Copy + Debug> Reactor<O> {
+    pub(super) fn signal_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        let Some(Resource::Signal(watch)) = self.table.get_mut(id).map(|h| &mut h.resource) else {
+            return;
+        };
+        for signal in watch.take_pending() {
+            debug!("signal {signal} received");
+            self.deliver(handler, id, Event::Signal(signal));
+        }
+    }
+
+    // ---------------------------------------------------------------- signals
+
+    /// Watches `signals` (for example SIGINT and SIGTERM); each arrival becomes
+    /// [`Event::Signal`]. Closing the handle restores the previous dispositions.
+    pub fn signal_watch(&mut self, signals: &[i32], owner: O) -> Result<HandleId> {
+        self.check_creation()?;
+        let watch = SignalWatch::new(signals)?;
+        self.open(owner, Resource::Signal(watch))
     }
 }

@@ -1,15 +1,18 @@
-//! TCP resources: a listener, and a stream with its read buffer and write queue.
-//!
-//! These types own the socket and its buffers and know how to move bytes; what an
-//! event *means* (connected, failed, drained) is decided by the reactor in
-//! `mod.rs`, which owns these values through the table.
+//! TCP: the listener and stream resources (a stream with its read buffer and write
+//! queue), the `tcp_*` methods of the reactor, and what a TCP readiness event means
+//! (accepted, connected, connect failed, readable, drained, end of file).
 
+use std::fmt::Debug;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use log::{debug, trace, warn};
 use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
 
 use super::buffer::{ByteQueue, FillOutcome};
+use super::table::Resource;
+use super::{Event, HandleId, HandleKind, Handler, Reactor, ReactorError, Readiness, Result};
 
 /// Backlog for listening sockets; the kernel caps it at `somaxconn`.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -110,9 +113,263 @@ impl Stream {
             self.write_shut = true;
             if let Err(e) = self.socket.shutdown(std::net::Shutdown::Write) {
                 // The peer may already be gone; reading will report it.
-                log::debug!(target: "bitloop::reactor", "shutdown of write side failed: {e}");
+                debug!("shutdown of write side failed: {e}");
             }
         }
         Flush::Empty
+    }
+}
+
+impl<O: Copy + Debug> Reactor<O> {
+    pub(super) fn listener_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        for _ in 0..self.config.accept_batch {
+            let Some(Resource::Listener(listener)) = self.table.get_mut(id).map(|h| &mut h.resource) else {
+                return;
+            };
+            match listener.socket.accept() {
+                Ok((socket, peer)) => {
+                    if self.shutting_down {
+                        continue; // dropping the socket refuses the connection
+                    }
+                    let owner = self.table.get(id).expect("open").owner;
+                    let stream = Stream::new(socket, false);
+                    match self.open(owner, Resource::Stream(Box::new(stream))) {
+                        Ok(stream) => self.deliver(handler, id, Event::Accepted { stream, peer }),
+                        Err(e) => warn!("accepted connection from {peer} dropped: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog; try
+                    // again next iteration rather than spin here.
+                    warn!("accept on {id} failed: {e}");
+                    break;
+                }
+            }
+        }
+        self.ready_again.push_back((
+            id,
+            Readiness {
+                readable: true,
+                writable: false,
+            },
+        ));
+    }
+
+    pub(super) fn stream_ready<H: Handler<O>>(
+        &mut self,
+        handler: &mut H,
+        id: HandleId,
+        readiness: Readiness,
+    ) {
+        let mut readiness = readiness;
+        if self.stream_mut(id).is_ok_and(|s| s.connecting) {
+            match self.finish_connect(handler, id) {
+                // Connected: the socket may already hold data or room to write.
+                Some(true) => {
+                    readiness = Readiness {
+                        readable: true,
+                        writable: true,
+                    }
+                }
+                Some(false) => return,
+                None => return, // spurious wakeup, still connecting
+            }
+        }
+        if readiness.writable {
+            self.flush_stream(handler, id);
+        }
+        if readiness.readable {
+            self.read_stream(handler, id);
+        }
+    }
+
+    /// Completes a non-blocking connect: `Some(true)` connected, `Some(false)`
+    /// failed (and closed), `None` not finished yet.
+    fn finish_connect<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) -> Option<bool> {
+        let stream = self.stream_mut(id).ok()?;
+        let result = match stream.socket.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.socket.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                stream.connecting = false;
+                self.disarm(id);
+                trace!("{id} connected");
+                self.deliver(handler, id, Event::Connected);
+                Some(self.is_open(id))
+            }
+            Err(e) => {
+                trace!("{id} connect failed: {e}");
+                self.deliver(handler, id, Event::ConnectFailed(e));
+                self.close(id);
+                Some(false)
+            }
+        }
+    }
+
+    fn flush_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        let Ok(stream) = self.stream_mut(id) else { return };
+        if stream.connecting {
+            return;
+        }
+        match stream.flush() {
+            Flush::Empty if stream.notify_drained => {
+                stream.notify_drained = false;
+                self.deliver(handler, id, Event::Drained);
+            }
+            Flush::Empty | Flush::Blocked => {}
+            Flush::Failed(e) => {
+                self.deliver(handler, id, Event::Error(e));
+                self.close(id);
+            }
+        }
+    }
+
+    fn read_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
+        let limit = self.config.read_buffer_limit;
+        let Ok(stream) = self.stream_mut(id) else { return };
+        if stream.read_paused || stream.eof_reported {
+            return;
+        }
+        let outcome = stream.fill(limit);
+        stream.read_paused = outcome.full;
+        let eof = outcome.eof && outcome.error.is_none();
+        stream.eof_reported = eof;
+        if outcome.received > 0 {
+            self.deliver(handler, id, Event::Readable);
+        }
+        if let Some(error) = outcome.error {
+            self.deliver(handler, id, Event::Error(error));
+            self.close(id);
+        } else if eof {
+            self.deliver(handler, id, Event::Eof);
+        }
+    }
+
+    // ---------------------------------------------------------------- TCP
+
+    /// A listening socket. Accepted connections arrive as [`Event::Accepted`].
+    pub fn tcp_listen(&mut self, addr: SocketAddr, owner: O) -> Result<HandleId> {
+        self.check_creation()?;
+        let listener = Listener::bind(addr)?;
+        self.open(owner, Resource::Listener(listener))
+    }
+
+    /// Starts a non-blocking connect. [`Event::Connected`] or
+    /// [`Event::ConnectFailed`] follows; `timeout` bounds the wait. Writes made
+    /// before the connect completes are queued.
+    pub fn tcp_connect(&mut self, addr: SocketAddr, owner: O, timeout: Option<Duration>) -> Result<HandleId> {
+        self.check_creation()?;
+        let socket = mio::net::TcpStream::connect(addr)?;
+        let id = self.open(owner, Resource::Stream(Box::new(Stream::new(socket, true))))?;
+        if let Some(timeout) = timeout {
+            let deadline = self.now + timeout;
+            self.arm(id, deadline);
+        }
+        Ok(id)
+    }
+
+    /// Queues bytes for sending, writing at once what the socket takes. Refused
+    /// with `QueueFull` past [`Config::write_queue_limit`]: wait for `Drained`.
+    /// A socket error closes the stream and is returned.
+    pub fn tcp_write(&mut self, id: HandleId, data: &[u8]) -> Result<()> {
+        let limit = self.config.write_queue_limit;
+        let stream = self.stream_mut(id)?;
+        if stream.shutdown_requested {
+            return Err(ReactorError::WriteAfterShutdown(id));
+        }
+        if stream.unsent.len() + data.len() > limit {
+            return Err(ReactorError::QueueFull(id));
+        }
+        let mut written = 0;
+        if !stream.connecting && stream.unsent.is_empty() {
+            match stream.write_direct(data) {
+                Ok(n) => written = n,
+                Err(e) => {
+                    self.close(id);
+                    return Err(ReactorError::Io(e));
+                }
+            }
+        }
+        if written < data.len() {
+            stream.unsent.extend(&data[written..]);
+            stream.notify_drained = true;
+        }
+        Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the kernel.
+    pub fn tcp_unsent(&mut self, id: HandleId) -> Result<usize> {
+        Ok(self.stream_mut(id)?.unsent.len())
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn tcp_received(&self, id: HandleId) -> Result<&[u8]> {
+        Ok(self.stream_ref(id)?.received.as_slice())
+    }
+
+    /// Marks `n` received bytes as used. Reading resumes if the buffer was full.
+    pub fn tcp_consume(&mut self, id: HandleId, n: usize) -> Result<()> {
+        let limit = self.config.read_buffer_limit;
+        let stream = self.stream_mut(id)?;
+        stream.received.consume(n);
+        if stream.read_paused && stream.received.len() < limit {
+            stream.read_paused = false;
+            self.ready_again.push_back((
+                id,
+                Readiness {
+                    readable: true,
+                    writable: false,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Shuts the write side once every queued byte is sent (libuv's `uv_shutdown`).
+    pub fn tcp_shutdown(&mut self, id: HandleId) -> Result<()> {
+        let stream = self.stream_mut(id)?;
+        stream.shutdown_requested = true;
+        if !stream.connecting && stream.unsent.is_empty() {
+            stream.flush();
+        }
+        Ok(())
+    }
+
+    /// Disables Nagle's algorithm: small messages (requests, haves) go out at once.
+    pub fn tcp_set_nodelay(&mut self, id: HandleId, nodelay: bool) -> Result<()> {
+        Ok(self.stream_mut(id)?.socket.set_nodelay(nodelay)?)
+    }
+
+    /// Whether the stream is still connecting.
+    pub fn tcp_is_connecting(&mut self, id: HandleId) -> Result<bool> {
+        Ok(self.stream_mut(id)?.connecting)
+    }
+
+    pub fn local_addr(&mut self, id: HandleId) -> Result<SocketAddr> {
+        Ok(match &self.handle_mut(id)?.resource {
+            Resource::Listener(l) => l.socket.local_addr()?,
+            Resource::Stream(s) => s.socket.local_addr()?,
+            Resource::Udp(u) => u.socket.local_addr()?,
+            other => {
+                let actual = other.kind();
+                return Err(ReactorError::WrongKind {
+                    id,
+                    expected: HandleKind::TcpStream,
+                    actual,
+                });
+            }
+        })
+    }
+
+    pub fn peer_addr(&mut self, id: HandleId) -> Result<SocketAddr> {
+        Ok(self.stream_mut(id)?.socket.peer_addr()?)
     }
 }

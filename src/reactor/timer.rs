@@ -1,4 +1,5 @@
-//! Timers: the per-handle timer state and the loop's queue of deadlines.
+//! Timers: the per-handle timer state, the loop's queue of deadlines, the timers
+//! phase of an iteration, and the `timer_*` methods of the reactor.
 //!
 //! The queue is a binary heap ordered by `(deadline, seq)`. `seq` grows with every
 //! start, so timers with equal deadlines fire in the order they were started
@@ -10,9 +11,15 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::fmt::Debug;
+use std::io;
 use std::time::{Duration, Instant};
 
+use log::{debug, trace};
+
 use super::id::HandleId;
+use super::table::Resource;
+use super::{Event, HandleState, Handler, Reactor, Result};
 
 /// A timer handle's settings.
 #[derive(Debug, Default)]
@@ -96,6 +103,141 @@ impl TimerQueue {
         let before = self.heap.len();
         self.heap.retain(|entry| is_live(entry));
         before - self.heap.len()
+    }
+}
+
+impl<O: Copy + Debug> Reactor<O> {
+    // ---------------------------------------------------------------- timers phase
+
+    pub(super) fn run_timers<H: Handler<O>>(&mut self, handler: &mut H) {
+        // Collect every due entry first, then fire: a callback that starts a timer
+        // with timeout 0 runs it on the next iteration, not in this one.
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(entry) = self.timers.pop_due(self.now) {
+            due.push(entry);
+        }
+        trace!("phase: timers ({} due)", due.len());
+        for entry in due.drain(..) {
+            if !self.timer_entry_is_current(&entry) {
+                continue;
+            }
+            let handle = self.table.get_mut(entry.id).expect("checked current");
+            handle.armed_seq = 0;
+            self.counts.timers_armed -= 1;
+            match &handle.resource {
+                Resource::Timer(timer) => {
+                    if let Some(repeat) = timer.repeat {
+                        // Re-arm before the callback so that it can stop or restart it.
+                        let deadline = self.now + repeat;
+                        self.arm(entry.id, deadline);
+                    }
+                    self.deliver(handler, entry.id, Event::Timer);
+                }
+                Resource::Stream(stream) if stream.connecting => {
+                    debug!("connect timeout on {}", entry.id);
+                    let error = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+                    self.deliver(handler, entry.id, Event::ConnectFailed(error));
+                    self.close(entry.id);
+                }
+                _ => {}
+            }
+        }
+        self.due = due;
+    }
+
+    /// Whether a popped entry still means something; counts it if not.
+    fn timer_entry_is_current(&mut self, entry: &TimerEntry) -> bool {
+        match self.table.get(entry.id) {
+            Some(handle) if handle.state == HandleState::Open => {
+                if handle.armed_seq == entry.seq {
+                    true
+                } else {
+                    self.counts.superseded_timer_entries += 1;
+                    false
+                }
+            }
+            _ => {
+                self.counts.stale_events += 1;
+                trace!("stale timer entry for {} dropped", entry.id);
+                false
+            }
+        }
+    }
+
+    /// Gives handle `id` a new deadline, superseding any previous one.
+    pub(super) fn arm(&mut self, id: HandleId, deadline: Instant) {
+        let seq = self.timers.push(deadline, id);
+        let handle = self.table.get_mut(id).expect("arm needs a live handle");
+        if handle.armed_seq == 0 {
+            self.counts.timers_armed += 1;
+        }
+        handle.armed_seq = seq;
+        if self.timers.needs_compaction(self.counts.timers_armed) {
+            self.compact_timers();
+        }
+    }
+
+    pub(super) fn disarm(&mut self, id: HandleId) {
+        if let Some(handle) = self.table.get_mut(id) {
+            if handle.armed_seq != 0 {
+                handle.armed_seq = 0;
+                self.counts.timers_armed -= 1;
+            }
+        }
+    }
+
+    /// Drops every entry that no longer names an armed handle, so restarting and
+    /// stopping timers cannot make the queue grow without bound.
+    pub(super) fn compact_timers(&mut self) {
+        let table = &self.table;
+        let dropped = self.timers.retain(|entry| {
+            table
+                .get(entry.id)
+                .is_some_and(|h| h.state == HandleState::Open && h.armed_seq == entry.seq)
+        });
+        self.counts.superseded_timer_entries += dropped as u64;
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// A stopped timer (libuv's `uv_timer_init`).
+    pub fn timer(&mut self, owner: O) -> Result<HandleId> {
+        self.open(owner, Resource::Timer(TimerState::default()))
+    }
+
+    /// Arms a timer to fire after `timeout`, then every `repeat` if given.
+    /// Restarting an armed timer replaces its deadline.
+    pub fn timer_start(&mut self, id: HandleId, timeout: Duration, repeat: Option<Duration>) -> Result<()> {
+        let timer = self.timer_mut(id)?;
+        timer.repeat = repeat;
+        timer.started = true;
+        let deadline = self.now + timeout;
+        self.arm(id, deadline);
+        Ok(())
+    }
+
+    /// Disarms a timer. The handle stays open: only `close` frees it.
+    pub fn timer_stop(&mut self, id: HandleId) -> Result<()> {
+        self.timer_mut(id)?;
+        self.disarm(id);
+        Ok(())
+    }
+
+    /// Restarts a repeating timer with its repeat as the timeout (libuv's
+    /// `uv_timer_again`); a non-repeating timer is left as it is.
+    pub fn timer_again(&mut self, id: HandleId) -> Result<()> {
+        let timer = self.timer_mut(id)?;
+        if let Some(repeat) = timer.repeat {
+            let deadline = self.now + repeat;
+            self.arm(id, deadline);
+        }
+        Ok(())
+    }
+
+    pub fn timer_is_armed(&self, id: HandleId) -> bool {
+        self.table
+            .get(id)
+            .is_some_and(|h| h.armed_seq != 0 && matches!(h.resource, Resource::Timer(_)))
     }
 }
 
