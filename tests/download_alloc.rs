@@ -53,6 +53,45 @@ fn complete_download_returns_every_heap_block() {
     content.assert_identical(&content.dir.path().join("download-1"));
 }
 
+/// Every tracker unreachable (refused HTTP, silent UDP, a name that never resolves):
+/// the download fails by its timeout and still gives back every heap block.
+fn download_with_unreachable_trackers_returns_every_heap_block() {
+    let silent_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let trackers = vec![
+        format!("http://{refused}/announce"),
+        format!("udp://{}", silent_udp.local_addr().unwrap()),
+        "http://tracker.invalid.bitloop.test:80/announce".to_string(),
+    ];
+    let content = Content::make(false, 100_000, 16384, trackers);
+    let options = |n: usize| {
+        let mut options = DownloadOptions::new(content.dir.path().join(format!("unreachable-{n}")));
+        options.listen = Some("127.0.0.1:0".parse().unwrap());
+        options.watch_signals = false;
+        options.timeout = Duration::from_millis(700);
+        options.trackers.resolver = offline_resolver();
+        options.trackers.udp_retry_base = Duration::from_millis(50);
+        options
+    };
+    drop(run(&content.torrent, options(0)).unwrap());
+    let before = heap();
+    let summary = run(&content.torrent, options(1)).unwrap();
+    // Read what we need before dropping the summary: nothing of it may outlive the check.
+    let no_peers = matches!(&summary.outcome, Outcome::Failed(why) if why.contains("no peers within 0.7 s"));
+    let report_ok = summary.report.is_ok();
+    drop(summary);
+    assert_eq!(
+        heap(),
+        before,
+        "live heap after a download with unreachable trackers"
+    );
+    assert!(no_peers, "the run failed for want of peers");
+    assert!(report_ok, "finish() named live handles");
+}
+
 const FAKE_LISTENER: Owner = Owner::App(1);
 const DROP_NOW: Owner = Owner::App(2);
 const DROP_AFTER_HANDSHAKE: Owner = Owner::App(3);
@@ -227,6 +266,10 @@ fn main() {
         (
             "complete_download_returns_every_heap_block",
             complete_download_returns_every_heap_block,
+        ),
+        (
+            "download_with_unreachable_trackers_returns_every_heap_block",
+            download_with_unreachable_trackers_returns_every_heap_block,
         ),
         (
             "ten_thousand_peer_cycles_and_announces_in_one_process_leave_the_heap_at_baseline",

@@ -313,14 +313,11 @@ impl Handler<Owner> for Download {
                 let now = self.torrent.downloaded();
                 if now == self.bytes_at_last_check && !self.torrent.is_complete() {
                     let peers = self.torrent.peer_counts();
+                    let timeout = seconds(self.options.timeout);
                     let why = if peers.active == 0 {
-                        format!("no peers within {} s", self.options.timeout.as_secs())
+                        format!("no peers within {timeout} s")
                     } else {
-                        format!(
-                            "no data from {} peers in {} s",
-                            peers.active,
-                            self.options.timeout.as_secs()
-                        )
+                        format!("no data from {} peers in {timeout} s", peers.active)
                     };
                     self.stop(rx, Outcome::Failed(why));
                 }
@@ -336,6 +333,15 @@ impl Handler<Owner> for Download {
             _ => {}
         }
         self.check(rx);
+    }
+}
+
+/// "3" for whole seconds, "0.7" otherwise.
+fn seconds(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        duration.as_secs().to_string()
+    } else {
+        format!("{:.1}", duration.as_secs_f64())
     }
 }
 

@@ -102,16 +102,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn token_packing_round_trips_for_pseudo_random_ids() {
-        // A small xorshift walk stands in for a property test: many ids, no dependency.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..100_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let id = HandleId::new(state as u32, (state >> 32) as u32);
-            assert_eq!(HandleId::from_token(id.to_token()), id);
+    proptest::proptest! {
+        #[test]
+        fn token_packing_round_trips(index: u32, generation: u32) {
+            let id = HandleId::new(index, generation);
+            proptest::prop_assert_eq!(HandleId::from_token(id.to_token()), id);
+        }
+
+        #[test]
+        fn distinct_ids_make_distinct_tokens(a: (u32, u32), b: (u32, u32)) {
+            proptest::prop_assume!(a != b);
+            proptest::prop_assert_ne!(HandleId::new(a.0, a.1).to_token(), HandleId::new(b.0, b.1).to_token());
         }
     }
 }
