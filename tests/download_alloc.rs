@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bitloop::client::download::{run, DownloadOptions, Outcome};
@@ -18,6 +17,7 @@ use bitloop::client::{Owner, TrackerClient};
 use bitloop::metainfo::Metainfo;
 use bitloop::reactor::{Event, HandleId, HandleKind, Handler, Reactor, RunMode};
 use bitloop::tracker::PeerId;
+use common::black_hole;
 use common::counting::{heap, run_scenarios, Counting};
 use common::fake_trackers::announces;
 use common::seeders::{Content, Seeder};
@@ -141,18 +141,6 @@ impl Handler<Owner> for World {
             (owner, event) => self.trackers.on_event(rx, id, owner, event),
         }
     }
-}
-
-/// A listener with a full accept queue: connects to it hang until they time out.
-fn black_hole() -> (socket2::Socket, std::net::TcpStream, SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let filler = std::net::TcpStream::connect(addr).unwrap();
-    (socket, filler, addr)
 }
 
 fn churn(torrent: &Metainfo, tmp: &std::path::Path, cycles: usize) {

@@ -7,11 +7,12 @@ mod common;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::time::Duration;
 
 use bitloop::reactor::{Config, Event, HandleKind, HandleState, Reactor, ReactorError, RunMode};
+use common::black_hole;
 use common::{close_and_finish, run_until, Recorder, Seen, Tag};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -313,17 +314,6 @@ fn connect_refused_is_reported_and_the_stream_closed_by_the_loop() {
         ]
     );
     close_and_finish(&mut rx, &mut rec);
-}
-
-/// A listener whose accept queue is full: the kernel drops further SYNs, so a
-/// connect to it stays pending until our timeout fires.
-fn black_hole() -> (socket2::Socket, StdStream, SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&loopback().into()).unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let filler = StdStream::connect(addr).unwrap();
-    (socket, filler, addr)
 }
 
 #[test]

@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::Duration;
 
 use bitloop::reactor::{Event, HandleKind, Reactor, ReactorError, RunMode};
+use common::black_hole;
 use common::counting::{heap, run_scenarios, Counting};
 use common::{open_fds, run_until, Recorder, Tag};
 
@@ -19,16 +20,6 @@ static GLOBAL: Counting = Counting;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-/// A listener with a full accept queue, so connects to it stay pending.
-fn black_hole() -> (socket2::Socket, StdStream, SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&loopback().into()).unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let filler = StdStream::connect(addr).unwrap();
-    (socket, filler, addr)
 }
 
 /// One-time globals (signal-hook's registry, std's thread-locals) are created

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bitloop::client::torrent::{Torrent, TorrentConfig};
@@ -17,6 +16,7 @@ use bitloop::metainfo::InfoHash;
 use bitloop::reactor::{Config, Event, HandleId, HandleKind, Handler, Reactor, RunMode};
 use bitloop::tracker::http::parse_announce;
 use bitloop::tracker::PeerId;
+use common::black_hole;
 use common::counting::{allocations, heap, run_scenarios, Counting, Heap};
 use common::fake_trackers::{announces, http_body};
 use common::seeders::Content;
@@ -136,18 +136,6 @@ impl Handler<Owner> for World {
             (owner, event) => self.trackers.on_event(rx, id, owner, event),
         }
     }
-}
-
-/// A listener with a full accept queue: connects to it stay pending.
-fn black_hole() -> (socket2::Socket, std::net::TcpStream, SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    let filler = std::net::TcpStream::connect(addr).unwrap();
-    (socket, filler, addr)
 }
 
 struct Setup {

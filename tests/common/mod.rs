@@ -150,3 +150,17 @@ pub fn close_and_finish<H: Handler<Tag>>(reactor: &mut Reactor<Tag>, handler: &m
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("procfs").count()
 }
+
+/// A loopback listener whose accept queue is full: the kernel drops further SYNs,
+/// so a connect to it stays pending until the connector's own timeout. Keep the
+/// returned socket and stream alive for as long as the hole is needed.
+pub fn black_hole() -> (socket2::Socket, std::net::TcpStream, std::net::SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let filler = std::net::TcpStream::connect(addr).unwrap();
+    (socket, filler, addr)
+}

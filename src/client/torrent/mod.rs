@@ -31,6 +31,9 @@ use crate::wire::{BlockRef, Handshake, Limits};
 mod timers;
 mod wire_side;
 
+/// Most addresses with strikes remembered at once.
+pub const MAX_STRIKE_ENTRIES: usize = 10_000;
+
 /// Knobs of a download.
 #[derive(Clone, Debug)]
 pub struct TorrentConfig {
@@ -397,9 +400,7 @@ impl Torrent {
             });
             self.by_addr.insert(addr, key);
             let _ = rx.tcp_set_nodelay(stream, true);
-            self.scratch.clear();
-            Handshake::ours(self.info_hash, self.peer_id).encode(&mut self.scratch);
-            let _ = rx.tcp_write(stream, &self.scratch);
+            self.send_handshake(rx, stream);
             trace!("connecting to {addr} as peer {key}");
         }
         // Not due yet: back into the queue for a later round.
@@ -407,6 +408,26 @@ impl Torrent {
             self.candidates.forget(addr);
             self.candidates.offer(addr);
         }
+    }
+
+    /// Our handshake, the first thing we send on every connection.
+    fn send_handshake(&mut self, rx: &mut Reactor<Owner>, stream: HandleId) {
+        self.scratch.clear();
+        Handshake::ours(self.info_hash, self.peer_id).encode(&mut self.scratch);
+        let _ = rx.tcp_write(stream, &self.scratch);
+        self.scratch.clear();
+    }
+
+    /// Adds a strike against `ip`. The table is bounded: past [`MAX_STRIKE_ENTRIES`]
+    /// addresses, those not (yet) banned are forgotten first.
+    fn strike(&mut self, ip: IpAddr) -> u32 {
+        if self.strikes.len() >= MAX_STRIKE_ENTRIES && !self.strikes.contains_key(&ip) {
+            let limit = self.config.max_strikes;
+            self.strikes.retain(|_, strikes| *strikes >= limit);
+        }
+        let strikes = self.strikes.entry(ip).or_insert(0);
+        *strikes += 1;
+        *strikes
     }
 
     fn is_banned(&self, ip: IpAddr) -> bool {
@@ -457,9 +478,7 @@ impl Torrent {
                 self.by_addr.insert(peer, key);
                 let _ = rx.set_owner(stream, Owner::Peer(self.key, key as u32));
                 let _ = rx.tcp_set_nodelay(stream, true);
-                self.scratch.clear();
-                Handshake::ours(self.info_hash, self.peer_id).encode(&mut self.scratch);
-                let _ = rx.tcp_write(stream, &self.scratch);
+                self.send_handshake(rx, stream);
             }
             Event::Closed(_) if self.listener == Some(id) => self.listener = None,
             _ => {}

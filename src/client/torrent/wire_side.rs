@@ -74,7 +74,7 @@ impl Torrent {
     pub(super) fn misbehaved(&mut self, rx: &mut Reactor<Owner>, key: usize, error: &WireError) {
         let addr = self.peers[key].addr;
         warn!("peer {addr}: {error}; disconnecting");
-        *self.strikes.entry(addr.ip()).or_insert(0) += 1;
+        self.strike(addr.ip());
         self.remove_peer(rx, key, false);
     }
 
@@ -331,9 +331,8 @@ impl Torrent {
             }
             warn!("piece {piece} failed its hash check; striking {contributors:?}");
             for ip in contributors {
-                let strikes = self.strikes.entry(ip).or_insert(0);
-                *strikes += 1;
-                if *strikes >= self.config.max_strikes {
+                let strikes = self.strike(ip);
+                if strikes >= self.config.max_strikes {
                     warn!("{ip} banned after {strikes} bad pieces");
                     let keys: Vec<usize> = self
                         .peers
