@@ -14,6 +14,9 @@ use crate::swarm::Candidates;
 use crate::tracker::announcer::{Announce, Announcer, TrackerIndex};
 use crate::tracker::{AnnounceEvent, AnnounceRequest};
 
+/// Announces remembered in [`TorrentTrackers::history`].
+pub const HISTORY: usize = 64;
+
 /// Transfer figures reported in every announce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Transfer {
@@ -30,7 +33,8 @@ pub struct TorrentTrackers {
     pending: HashMap<RequestId, (TrackerIndex, AnnounceEvent)>,
     /// info hash, peer id, port and key: the fixed part of every request.
     template: AnnounceRequest,
-    /// Events sent and answered, in order (for status and tests).
+    /// The most recent announces (event sent, answered?), oldest first, at most
+    /// [`HISTORY`] of them: enough for status and tests, bounded for daemons.
     pub history: Vec<(String, AnnounceEvent, bool)>,
 }
 
@@ -87,6 +91,9 @@ impl TorrentTrackers {
         let Some((tracker, event)) = self.pending.remove(&id) else {
             return false;
         };
+        if self.history.len() == HISTORY {
+            self.history.remove(0);
+        }
         self.history
             .push((self.announcer.url(tracker).to_string(), event, result.is_ok()));
         if let Ok(response) = result {
