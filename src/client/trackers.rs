@@ -7,7 +7,7 @@
 //!
 //! A request's life: `announce` → (resolving) → HTTP or UDP exchange → one result in
 //! `poll_result`, owned by value. The request is removed from the table in exactly
-//! one place, [`TrackerClient::finish`], which also closes its handle.
+//! one place, `TrackerClient::finish`, which also closes its handle.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

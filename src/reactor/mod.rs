@@ -1,7 +1,7 @@
 //! The reactor: one thread, one `mio::Poll`, one table of handles.
 //!
 //! This is bitloop's libuv. Every timer, TCP listener, TCP stream, UDP socket and
-//! the signal source lives in one table ([`table`]) and is named elsewhere only by
+//! the signal source lives in one table (`table.rs`) and is named elsewhere only by
 //! a [`HandleId`]. Each handle carries an owner tag (any small `Copy` type the
 //! caller picks), and every event goes to one [`Handler`] with that tag.
 //!

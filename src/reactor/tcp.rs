@@ -277,7 +277,7 @@ impl<O: Copy + Debug> Reactor<O> {
     }
 
     /// Queues bytes for sending, writing at once what the socket takes. Refused
-    /// with `QueueFull` past [`Config::write_queue_limit`]: wait for `Drained`.
+    /// with `QueueFull` past [`Config::write_queue_limit`](super::Config::write_queue_limit): wait for `Drained`.
     /// A socket error closes the stream and is returned.
     pub fn tcp_write(&mut self, id: HandleId, data: &[u8]) -> Result<()> {
         let limit = self.config.write_queue_limit;

@@ -88,7 +88,7 @@ impl<O: Copy + Debug> Reactor<O> {
     }
 
     /// Sends a datagram now, or queues it if the socket would block. Refused with
-    /// `QueueFull` past [`Config::udp_queue_limit`] queued datagrams.
+    /// `QueueFull` past [`Config::udp_queue_limit`](super::Config::udp_queue_limit) queued datagrams.
     pub fn udp_send_to(&mut self, id: HandleId, data: &[u8], to: SocketAddr) -> Result<()> {
         let limit = self.config.udp_queue_limit;
         let udp = self.udp_mut(id)?;
