@@ -39,6 +39,17 @@ fn recording_tracker(answer_stopped: bool) -> (String, mpsc::Receiver<String>, s
                 }
             }
             let text = String::from_utf8_lossy(&request).into_owned();
+            // Only bitloop's announces are recorded (a seeder may announce here too).
+            if !text.contains("peer_id=-BL0001-") {
+                let body = b"d8:intervali1800e5:peers0:e";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(body);
+                continue;
+            }
             let event = text
                 .split(['&', ' '])
                 .find_map(|p| p.strip_prefix("event="))
@@ -197,4 +208,31 @@ fn a_download_without_peers_fails_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no peers within 1 s"), "{stderr}");
+}
+
+#[test]
+fn a_completed_download_announces_completed_then_stopped() {
+    let (url, events, _tracker) = recording_tracker(true);
+    let content = Content::make(false, 500_000, 16384, vec![url]);
+    let seeder = common::seeders::Seeder::start(&content.torrent_path, &content.save_path);
+    let output = content.dir.path().join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_bitloop"))
+        .args([
+            "download",
+            content.torrent_path.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+        ])
+        .args(["--peer", &seeder.addr().to_string(), "--quiet", "--timeout", "20"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Vec<String> = events.try_iter().collect();
+    assert_eq!(seen, ["started", "completed", "stopped"]);
+    content.assert_identical(&output);
 }

@@ -72,6 +72,8 @@ pub enum Outcome {
 
 enum Phase {
     Running,
+    /// Every piece verified: `completed` is being announced before we stop.
+    Completing,
     /// Graceful stop in progress, with the outcome to report.
     Stopping(Outcome),
     Done(Outcome),
@@ -197,8 +199,14 @@ impl Download {
 
     /// Starts stopping with `outcome` (the first reason wins).
     pub fn stop(&mut self, rx: &mut Reactor<Owner>, outcome: Outcome) {
-        if !matches!(self.phase, Phase::Running) {
-            return;
+        let outcome = match self.phase {
+            Phase::Running => outcome,
+            // A complete download stays complete, however the stop was asked for.
+            Phase::Completing => Outcome::Completed,
+            Phase::Stopping(_) | Phase::Done(_) => return,
+        };
+        if let Some(timer) = self.stop_deadline.take() {
+            rx.close(timer);
         }
         info!("stopping: {outcome:?}");
         let announces = self.torrent.stop(rx, &mut self.trackers);
@@ -212,6 +220,20 @@ impl Download {
             self.stop_deadline = Some(timer);
         }
         self.check(rx);
+    }
+
+    /// Every piece is verified: tell the trackers `completed` (under the stop
+    /// deadline), then stop. With no tracker to tell, stop at once.
+    fn announce_completed(&mut self, rx: &mut Reactor<Owner>) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        self.torrent.poll_trackers(rx, &mut self.trackers);
+        self.phase = Phase::Completing;
+        if let Ok(timer) = rx.timer(STOP_DEADLINE) {
+            let _ = rx.timer_start(timer, self.options.stop_deadline, None);
+            self.stop_deadline = Some(timer);
+        }
     }
 
     /// Ends the graceful part: everything still open is closed.
@@ -244,13 +266,15 @@ impl Download {
             match event {
                 TorrentEvent::Completed => {
                     self.print_progress(true);
-                    self.stop(rx, Outcome::Completed);
+                    self.announce_completed(rx);
                 }
                 TorrentEvent::Failed(why) => self.stop(rx, Outcome::Failed(why)),
             }
         }
-        if matches!(self.phase, Phase::Stopping(_)) && self.torrent.announces_in_flight() == 0 {
-            self.finish_stop(rx);
+        match self.phase {
+            Phase::Completing if self.torrent.announces_in_flight() == 0 => self.stop(rx, Outcome::Completed),
+            Phase::Stopping(_) if self.torrent.announces_in_flight() == 0 => self.finish_stop(rx),
+            _ => {}
         }
     }
 
@@ -328,7 +352,10 @@ impl Handler<Owner> for Download {
                     "stop deadline reached with {} announces unanswered",
                     self.torrent.announces_in_flight()
                 );
-                self.finish_stop(rx);
+                match self.phase {
+                    Phase::Completing => self.stop(rx, Outcome::Completed),
+                    _ => self.finish_stop(rx),
+                }
             }
             _ => {}
         }

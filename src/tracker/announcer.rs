@@ -40,8 +40,6 @@ struct Tracker {
     started: bool,
     completed_sent: bool,
     tracker_id: Option<Vec<u8>>,
-    min_interval: Option<Duration>,
-    last_success: Option<Instant>,
 }
 
 /// The announce state of one torrent.
@@ -74,8 +72,6 @@ impl Announcer {
                     started: false,
                     completed_sent: false,
                     tracker_id: None,
-                    min_interval: None,
-                    last_success: None,
                 });
             }
             // Fisher-Yates with a xorshift: BEP 12 asks for a random order per tier.
@@ -171,13 +167,13 @@ impl Announcer {
                 if response.tracker_id.is_some() {
                     state.tracker_id = response.tracker_id.clone();
                 }
-                state.min_interval = response.min_interval;
-                state.last_success = Some(now);
                 let interval = response.interval.max(response.min_interval.unwrap_or_default());
+                let completed_pending = self.completed && !self.trackers[tracker].completed_sent;
                 self.promote(tracker);
                 self.cursor = 0;
                 self.failed_rounds = 0;
-                self.next_at = now + interval;
+                // A pending `completed` goes out at once; otherwise wait the interval.
+                self.next_at = if completed_pending { now } else { now + interval };
             }
             Err(error) => {
                 log::debug!("tracker {} failed: {error}", self.trackers[tracker].url);
@@ -210,14 +206,10 @@ impl Announcer {
             return;
         }
         self.completed = true;
-        // Respect the tracker's min interval since its last answer.
-        let earliest = self
-            .order()
-            .next()
-            .and_then(|t| Some(self.trackers[t].last_success? + self.trackers[t].min_interval?))
-            .unwrap_or(now);
+        // An event, not a re-announce: `min interval` does not hold it back. If an
+        // announce is in flight, its answer schedules this one (`on_response`).
         if self.in_flight.is_none() {
-            self.next_at = earliest.max(now).min(self.next_at.max(now));
+            self.next_at = now;
         }
     }
 
@@ -366,6 +358,23 @@ mod tests {
             now = next;
         }
         assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1800, 1800, 1800, 1800]);
+    }
+
+    #[test]
+    fn completed_follows_an_in_flight_started_at_once() {
+        let t0 = Instant::now();
+        let mut a = Announcer::new(t0, &tiers(&[&["http://a"]]), 1);
+        let started = a.poll_announce(t0).unwrap();
+        a.set_completed(t0); // the download finished before `started` was answered
+        let response = AnnounceResponse {
+            min_interval: Some(Duration::from_secs(900)),
+            ..ok(1800)
+        };
+        a.on_response(t0, started.tracker, Ok(&response));
+        let next = a
+            .poll_announce(t0)
+            .expect("completed is due at once, min interval or not");
+        assert_eq!(next.event, AnnounceEvent::Completed);
     }
 
     #[test]

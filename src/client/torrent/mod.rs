@@ -587,6 +587,12 @@ impl Torrent {
         sent
     }
 
+    /// Sends whatever announce is due now (for example `completed`).
+    pub fn poll_trackers(&mut self, rx: &mut Reactor<Owner>, trackers: &mut TrackerClient) {
+        let transfer = self.transfer();
+        self.trackers.poll(rx, trackers, transfer);
+    }
+
     /// Announces still in flight (for the shutdown deadline).
     pub fn announces_in_flight(&self) -> usize {
         self.trackers.in_flight()
