@@ -6,7 +6,7 @@ mod common;
 use bitloop::metainfo::InfoHash;
 use bitloop::tracker::AnnounceEvent;
 use common::opentracker::OpenTracker;
-use common::trackers::{announce_and_wait, config, finish, reactor, request, Driver};
+use common::trackers::{announce_and_wait, config, finish, reactor, request, scrape_and_wait, Driver};
 
 fn hash(n: u8) -> InfoHash {
     InfoHash([n; 20])
@@ -124,4 +124,53 @@ fn http_and_udp_see_the_same_swarm() {
     .unwrap();
     assert_eq!(ports(&via_udp), vec![8001, 8002]);
     finish(rx, driver);
+}
+
+/// Scrape over one URL: a leecher counts as incomplete, then `completed` makes a
+/// seeder and a download.
+fn scrape_against(http: bool) {
+    let info_hash = hash(0x44);
+    let other = hash(0x45);
+    let tracker = OpenTracker::start(&[info_hash.to_hex(), other.to_hex()]);
+    let url = if http {
+        tracker.http_url()
+    } else {
+        tracker.udp_url()
+    };
+    let mut rx = reactor();
+    let mut driver = Driver::new(config());
+    announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 9001, AnnounceEvent::Started, 10),
+    )
+    .unwrap();
+    let stats = scrape_and_wait(&mut rx, &mut driver, &url, vec![info_hash, other]).unwrap();
+    assert_eq!((stats[0].seeders, stats[0].leechers), (0, 1), "{stats:?}");
+    assert_eq!((stats[1].seeders, stats[1].leechers), (0, 0), "{stats:?}");
+    announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(info_hash, 9001, AnnounceEvent::Completed, 0),
+    )
+    .unwrap();
+    let stats = scrape_and_wait(&mut rx, &mut driver, &url, vec![info_hash]).unwrap();
+    assert_eq!(
+        (stats[0].seeders, stats[0].leechers, stats[0].completed),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+    finish(rx, driver);
+}
+
+#[test]
+fn http_scrape_against_opentracker() {
+    scrape_against(true);
+}
+
+#[test]
+fn udp_scrape_against_opentracker() {
+    scrape_against(false);
 }

@@ -5,7 +5,7 @@
 //! sans-IO [`Resolver`] on UDP handles of their own. The client keeps a single timer
 //! armed for the earliest deadline of anything it waits on.
 //!
-//! A request's life: `announce` → (resolving) → HTTP or UDP exchange → one result in
+//! A request's life: `announce` or `scrape` → (resolving) → HTTP or UDP exchange → one result in
 //! `poll_result`, owned by value. The request is removed from the table in exactly
 //! one place, `TrackerClient::finish`, which also closes its handle.
 
@@ -18,13 +18,16 @@ use slab::Slab;
 
 use super::Owner;
 use crate::dns::{LookupId, Resolver, ResolverConfig, Start};
+use crate::metainfo::InfoHash;
 use crate::reactor::{Event, HandleId, Reactor};
-use crate::tracker::http::{announce_request, parse_announce, ResponseReader, MAX_REDIRECTS};
+use crate::tracker::http::{
+    announce_request, parse_announce, parse_scrape, scrape_request, scrape_url, ResponseReader, MAX_REDIRECTS,
+};
 use crate::tracker::udp::{
     Outcome, Progress, Purpose, UdpTransaction, CONNECTION_ID_LIFETIME, DEFAULT_RETRY_BASE,
 };
 use crate::tracker::url::{Scheme, TrackerUrl};
-use crate::tracker::{AnnounceRequest, AnnounceResponse, TrackerError};
+use crate::tracker::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError};
 
 /// Timeouts and name servers of the tracker client.
 #[derive(Clone, Debug)]
@@ -53,6 +56,9 @@ pub struct RequestId {
     serial: u64,
 }
 
+/// The result of one scrape: figures per requested hash, in order.
+pub type ScrapeResult = Result<Vec<ScrapeStats>, TrackerError>;
+
 /// The result of one announce.
 pub type AnnounceResult = Result<AnnounceResponse, TrackerError>;
 
@@ -73,7 +79,8 @@ enum Phase {
 struct Request {
     serial: u64,
     url: TrackerUrl,
-    announce: AnnounceRequest,
+    /// What is asked: an announce, or a scrape.
+    purpose: Purpose,
     /// HTTP only: the whole exchange must end by then.
     deadline: Option<Instant>,
     redirects: usize,
@@ -106,6 +113,7 @@ pub struct TrackerClient {
     /// are dropped whenever one is added, so the map cannot only grow.
     connection_ids: HashMap<SocketAddr, (u64, Instant)>,
     results: VecDeque<(RequestId, AnnounceResult)>,
+    scrapes: VecDeque<(RequestId, ScrapeResult)>,
     datagram: Vec<u8>,
     stray_datagrams: u64,
 }
@@ -127,6 +135,7 @@ impl TrackerClient {
             timer: None,
             connection_ids: HashMap::new(),
             results: VecDeque::new(),
+            scrapes: VecDeque::new(),
             datagram: Vec::new(),
             stray_datagrams: 0,
         }
@@ -137,13 +146,23 @@ impl TrackerClient {
             in_flight: self.requests.len(),
             cached_connection_ids: self.connection_ids.len(),
             lookups: self.resolver.in_progress(),
-            queued_results: self.results.len(),
+            queued_results: self.results.len() + self.scrapes.len(),
             stray_datagrams: self.stray_datagrams,
         }
     }
 
     /// Starts an announce to `url`. The result arrives through `poll_result`.
     pub fn announce(&mut self, rx: &mut Reactor<Owner>, url: &str, announce: AnnounceRequest) -> RequestId {
+        self.start(rx, url, Purpose::Announce(announce))
+    }
+
+    /// Starts a scrape of `hashes` at the tracker behind the announce URL `url` (BEP 48
+    /// for HTTP, BEP 15 for UDP). The result arrives through `poll_scrape`.
+    pub fn scrape(&mut self, rx: &mut Reactor<Owner>, url: &str, hashes: Vec<InfoHash>) -> RequestId {
+        self.start(rx, url, Purpose::Scrape(hashes))
+    }
+
+    fn start(&mut self, rx: &mut Reactor<Owner>, url: &str, purpose: Purpose) -> RequestId {
         self.next_serial += 1;
         let serial = self.next_serial;
         let parsed = TrackerUrl::parse(url);
@@ -156,12 +175,23 @@ impl TrackerClient {
         let url = match parsed {
             Ok(tracker) if tracker.scheme == Scheme::Https => {
                 let why = "HTTPS trackers are not supported yet".to_string();
-                self.results.push_back((id, Err(TrackerError::BadUrl(why))));
+                self.queue(id, &purpose, Err(TrackerError::BadUrl(why)));
                 return id;
+            }
+            Ok(tracker) if tracker.scheme == Scheme::Http && matches!(purpose, Purpose::Scrape(_)) => {
+                match scrape_url(&tracker) {
+                    Some(scrape) => scrape,
+                    None => {
+                        let why =
+                            "this tracker offers no scrape (its URL does not end in /announce)".to_string();
+                        self.queue(id, &purpose, Err(TrackerError::BadUrl(why)));
+                        return id;
+                    }
+                }
             }
             Ok(url) => url,
             Err(error) => {
-                self.results.push_back((id, Err(error)));
+                self.queue(id, &purpose, Err(error));
                 return id;
             }
         };
@@ -169,7 +199,7 @@ impl TrackerClient {
         entry.insert(Request {
             serial,
             url,
-            announce,
+            purpose,
             deadline,
             redirects: 0,
             phase: Phase::Starting,
@@ -182,6 +212,31 @@ impl TrackerClient {
     /// A finished announce.
     pub fn poll_result(&mut self) -> Option<(RequestId, AnnounceResult)> {
         self.results.pop_front()
+    }
+
+    /// A finished scrape: figures for each requested hash, in order.
+    pub fn poll_scrape(&mut self) -> Option<(RequestId, ScrapeResult)> {
+        self.scrapes.pop_front()
+    }
+
+    /// Queues a result where its kind of request expects it.
+    fn queue(&mut self, id: RequestId, purpose: &Purpose, result: Result<Outcome, TrackerError>) {
+        match (purpose, result) {
+            (Purpose::Announce(_), Ok(Outcome::Announced(response))) => {
+                self.results.push_back((id, Ok(response)))
+            }
+            (Purpose::Scrape(_), Ok(Outcome::Scraped(stats))) => self.scrapes.push_back((id, Ok(stats))),
+            (Purpose::Announce(_), Ok(Outcome::Scraped(_))) => self.results.push_back((
+                id,
+                Err(TrackerError::Malformed("scrape reply to an announce".into())),
+            )),
+            (Purpose::Scrape(_), Ok(Outcome::Announced(_))) => self.scrapes.push_back((
+                id,
+                Err(TrackerError::Malformed("announce reply to a scrape".into())),
+            )),
+            (Purpose::Announce(_), Err(error)) => self.results.push_back((id, Err(error))),
+            (Purpose::Scrape(_), Err(error)) => self.scrapes.push_back((id, Err(error))),
+        }
     }
 
     /// Resolves the request's host, then starts its exchange.
@@ -206,7 +261,10 @@ impl TrackerClient {
         match request.url.scheme {
             Scheme::Http => {
                 let timeout = request.deadline.map(|d| d.saturating_duration_since(now));
-                let bytes = announce_request(&request.url, &request.announce);
+                let bytes = match &request.purpose {
+                    Purpose::Announce(announce) => announce_request(&request.url, announce),
+                    Purpose::Scrape(hashes) => scrape_request(&request.url, hashes),
+                };
                 let stream = match rx.tcp_connect(addr, Owner::HttpTracker(key), timeout) {
                     Ok(stream) => stream,
                     Err(e) => return self.finish(rx, key, Err(TrackerError::Io(e.to_string()))),
@@ -221,7 +279,7 @@ impl TrackerClient {
                 }
             }
             Scheme::Udp => {
-                let purpose = Purpose::Announce(request.announce.clone());
+                let purpose = request.purpose.clone();
                 if let Err(e) = self.udp_socket(rx, ip) {
                     return self.finish(rx, key, Err(TrackerError::Io(e)));
                 }
@@ -253,7 +311,7 @@ impl TrackerClient {
     }
 
     /// Ends a request: its one exit. Closes its handle and queues its result.
-    fn finish(&mut self, rx: &mut Reactor<Owner>, key: usize, result: AnnounceResult) {
+    fn finish(&mut self, rx: &mut Reactor<Owner>, key: usize, result: Result<Outcome, TrackerError>) {
         let Some(request) = self.requests.try_remove(key) else {
             return;
         };
@@ -268,13 +326,11 @@ impl TrackerClient {
                 request.url.host, request.url.port
             );
         }
-        self.results.push_back((
-            RequestId {
-                key,
-                serial: request.serial,
-            },
-            result,
-        ));
+        let id = RequestId {
+            key,
+            serial: request.serial,
+        };
+        self.queue(id, &request.purpose, result);
     }
 
     /// Routes a reactor event for one of our handles.
@@ -363,7 +419,10 @@ impl TrackerClient {
                     self.finish(rx, key, Err(TrackerError::Status(response.status)));
                 } else {
                     // The one parse of the body: its peer list goes out with the result.
-                    let result = parse_announce(&response.body);
+                    let result = match &self.requests[key].purpose {
+                        Purpose::Announce(_) => parse_announce(&response.body).map(Outcome::Announced),
+                        Purpose::Scrape(hashes) => parse_scrape(&response.body, hashes).map(Outcome::Scraped),
+                    };
                     self.finish(rx, key, result);
                 }
             }
@@ -418,12 +477,7 @@ impl TrackerClient {
                     .retain(|_, (_, at)| now.saturating_duration_since(*at) < CONNECTION_ID_LIFETIME);
                 self.connection_ids.insert(from, (connection_id, now));
             }
-            Progress::Done(Outcome::Announced(response)) => self.finish(rx, key, Ok(response)),
-            Progress::Done(Outcome::Scraped(_)) => self.finish(
-                rx,
-                key,
-                Err(TrackerError::Malformed("scrape reply to an announce".into())),
-            ),
+            Progress::Done(outcome) => self.finish(rx, key, Ok(outcome)),
             Progress::Failed(error) => self.finish(rx, key, Err(error)),
         }
     }

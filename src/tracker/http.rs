@@ -12,7 +12,8 @@ use bendy::decoding::{Decoder, Object};
 
 use super::peers::PeerList;
 use super::url::TrackerUrl;
-use super::{clamp_interval, AnnounceRequest, AnnounceResponse, TrackerError, DEFAULT_INTERVAL};
+use super::{clamp_interval, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, DEFAULT_INTERVAL};
+use crate::metainfo::InfoHash;
 
 /// Largest response (headers and body) accepted from a tracker.
 pub const MAX_RESPONSE_BYTES: usize = 512 * 1024;
@@ -63,6 +64,86 @@ pub fn announce_request(url: &TrackerUrl, request: &AnnounceRequest) -> Vec<u8> 
         env!("CARGO_PKG_VERSION")
     )
     .into_bytes()
+}
+
+/// The scrape URL of an announce URL (BEP 48): the last path segment's leading
+/// `announce` becomes `scrape`. `None` when the tracker does not follow that
+/// convention (then it offers no scrape).
+pub fn scrape_url(url: &TrackerUrl) -> Option<TrackerUrl> {
+    let (path, query) = url
+        .target
+        .split_once('?')
+        .map_or((url.target.as_str(), None), |(p, q)| (p, Some(q)));
+    let slash = path.rfind('/')?;
+    let last = &path[slash + 1..];
+    let rest = last.strip_prefix("announce")?;
+    let mut target = format!("{}scrape{rest}", &path[..=slash]);
+    if let Some(query) = query {
+        target.push('?');
+        target.push_str(query);
+    }
+    Some(TrackerUrl {
+        target,
+        ..url.clone()
+    })
+}
+
+/// The scrape GET request for `hashes` on a URL made by [`scrape_url`].
+pub fn scrape_request(url: &TrackerUrl, hashes: &[InfoHash]) -> Vec<u8> {
+    let mut target = url.target.clone();
+    for (i, hash) in hashes.iter().enumerate() {
+        let joiner = if i == 0 && !target.contains('?') { '?' } else { '&' };
+        target.push(joiner);
+        target.push_str("info_hash=");
+        url_encode(&hash.0, &mut target);
+    }
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bitloop/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
+        url.host_header(),
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes()
+}
+
+/// Parses a scrape body: figures for each requested hash, in `hashes` order (a hash
+/// the tracker does not know gets zeros).
+pub fn parse_scrape(body: &[u8], hashes: &[InfoHash]) -> Result<Vec<ScrapeStats>, TrackerError> {
+    let bendy_error =
+        |e: bendy::decoding::Error| malformed(e.to_string().lines().next().unwrap_or_default().to_string());
+    let mut decoder = Decoder::new(body).with_max_depth(MAX_BODY_DEPTH);
+    let Some(Object::Dict(mut dict)) = decoder.next_object().map_err(bendy_error)? else {
+        return Err(malformed("scrape body is not a bencoded dictionary"));
+    };
+    let mut stats = vec![ScrapeStats::default(); hashes.len()];
+    while let Some((key, value)) = dict.next_pair().map_err(bendy_error)? {
+        match (key, value) {
+            (b"failure reason", Object::Bytes(why)) => {
+                return Err(TrackerError::Failure(String::from_utf8_lossy(why).into_owned()))
+            }
+            (b"files", Object::Dict(mut files)) => {
+                while let Some((hash, entry)) = files.next_pair().map_err(bendy_error)? {
+                    let Some(at) = hashes.iter().position(|h| h.0[..] == *hash) else {
+                        continue;
+                    };
+                    let Object::Dict(mut figures) = entry else {
+                        continue;
+                    };
+                    while let Some((name, value)) = figures.next_pair().map_err(bendy_error)? {
+                        let Object::Integer(n) = value else { continue };
+                        let n = n.parse::<u32>().unwrap_or(0);
+                        match name {
+                            b"complete" => stats[at].seeders = n,
+                            b"downloaded" => stats[at].completed = n,
+                            b"incomplete" => stats[at].leechers = n,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(stats)
 }
 
 /// A complete HTTP response.
@@ -441,6 +522,38 @@ mod tests {
             super::super::MIN_INTERVAL,
             "10 s is clamped up to the minimum"
         );
+    }
+
+    #[test]
+    fn scrape_urls_and_bodies() {
+        let url = |s: &str| TrackerUrl::parse(s).unwrap();
+        assert_eq!(scrape_url(&url("http://t:1/announce")).unwrap().target, "/scrape");
+        assert_eq!(
+            scrape_url(&url("http://t:1/x/announce.php?k=1")).unwrap().target,
+            "/x/scrape.php?k=1"
+        );
+        assert!(scrape_url(&url("http://t:1/a")).is_none());
+        assert!(scrape_url(&url("http://t:1/announce/x")).is_none());
+        let hashes = [InfoHash([b'a'; 20]), InfoHash([b'b'; 20])];
+        let request = String::from_utf8(scrape_request(&url("http://t:1/scrape"), &hashes)).unwrap();
+        assert!(request.starts_with(
+            "GET /scrape?info_hash=aaaaaaaaaaaaaaaaaaaa&info_hash=bbbbbbbbbbbbbbbbbbbb HTTP/1.1"
+        ));
+        let body = b"d5:filesd20:aaaaaaaaaaaaaaaaaaaad8:completei3e10:downloadedi7e10:incompletei2eeee";
+        let stats = parse_scrape(body, &hashes).unwrap();
+        assert_eq!(
+            stats,
+            [
+                ScrapeStats {
+                    seeders: 3,
+                    completed: 7,
+                    leechers: 2
+                },
+                ScrapeStats::default()
+            ]
+        );
+        assert!(parse_scrape(b"d14:failure reason2:noe", &hashes).is_err());
+        assert!(parse_scrape(b"garbage", &hashes).is_err());
     }
 
     #[test]

@@ -109,6 +109,14 @@ pub struct AnnounceResponse {
     pub peers: Vec<SocketAddr>,
 }
 
+/// One torrent's figures from a scrape (either tracker kind).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScrapeStats {
+    pub seeders: u32,
+    pub completed: u32,
+    pub leechers: u32,
+}
+
 /// Why an announce failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrackerError {

@@ -13,7 +13,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::peers::{PeerList, COMPACT_V4, COMPACT_V6};
-use super::{clamp_interval, random_u64, AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerError};
+use super::{
+    clamp_interval, random_u64, AnnounceEvent, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError,
+};
 use crate::metainfo::InfoHash;
 
 /// The magic constant of a connect request.
@@ -79,14 +81,6 @@ pub fn scrape_request(connection_id: u64, transaction_id: u32, hashes: &[InfoHas
         out.extend_from_slice(&hash.0);
     }
     out
-}
-
-/// One torrent's figures from a scrape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ScrapeStats {
-    pub seeders: u32,
-    pub completed: u32,
-    pub leechers: u32,
 }
 
 /// A decoded tracker datagram.

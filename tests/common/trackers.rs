@@ -52,6 +52,7 @@ pub type AppHook = Box<dyn FnMut(&mut Reactor<Owner>, HandleId, Owner, &Event)>;
 pub struct Driver {
     pub trackers: TrackerClient,
     pub results: Vec<(RequestId, AnnounceResult)>,
+    pub scrapes: Vec<(RequestId, bitloop::client::trackers::ScrapeResult)>,
     pub extra: Option<AppHook>,
 }
 
@@ -60,6 +61,7 @@ impl Driver {
         Driver {
             trackers: TrackerClient::new(config),
             results: Vec::new(),
+            scrapes: Vec::new(),
             extra: None,
         }
     }
@@ -67,6 +69,9 @@ impl Driver {
     fn collect(&mut self) {
         while let Some(result) = self.trackers.poll_result() {
             self.results.push(result);
+        }
+        while let Some(result) = self.trackers.poll_scrape() {
+            self.scrapes.push(result);
         }
     }
 
@@ -139,4 +144,26 @@ pub fn finish(mut rx: Reactor<Owner>, mut driver: Driver) {
         (0, 0, 0),
         "{stats:?}"
     );
+}
+
+/// Starts a scrape and runs the loop (bounded) until its result arrives.
+pub fn scrape_and_wait(
+    rx: &mut Reactor<Owner>,
+    driver: &mut Driver,
+    url: &str,
+    hashes: Vec<InfoHash>,
+) -> bitloop::client::trackers::ScrapeResult {
+    let id = driver.trackers.scrape(rx, url, hashes);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        driver.collect();
+        if let Some(at) = driver.scrapes.iter().position(|(r, _)| *r == id) {
+            return driver.scrapes.remove(at).1;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scrape result");
+        let guard = rx.timer(Owner::App(u32::MAX)).unwrap();
+        rx.timer_start(guard, Duration::from_millis(50), None).unwrap();
+        rx.run(driver, RunMode::Once).unwrap();
+        rx.close(guard);
+    }
 }
