@@ -174,3 +174,23 @@ fn http_scrape_against_opentracker() {
 fn udp_scrape_against_opentracker() {
     scrape_against(false);
 }
+
+#[test]
+fn bitloop_announce_and_scrape_from_the_command_line() {
+    let probe = common::seeders::Content::make(false, 50_000, 16384, vec![]);
+    let tracker = OpenTracker::start(&[probe.torrent.info_hash.to_hex()]);
+    let content =
+        common::seeders::Content::make(false, 50_000, 16384, vec![tracker.http_url(), tracker.udp_url()]);
+    let torrent = content.torrent_path.to_str().unwrap();
+    let (ok, out, err) =
+        common::libtorrent::bitloop(&["announce", torrent, "--port", "7777", "--timeout", "5"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("127.0.0.1:7777"), "the tracker lists us: {out}");
+    let (ok, out, err) = common::libtorrent::bitloop(&["announce", torrent, "--scrape", "--timeout", "5"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.matches("0 seeders, 1 leechers, 0 downloads").count(),
+        2,
+        "both trackers: {out}"
+    );
+}

@@ -1,10 +1,11 @@
-//! `bitloop announce`: ask every tracker of a torrent for peers, in parallel, and
-//! print what each answered. A debugging tool that shows the tracker code at work.
+//! `bitloop announce`: ask every tracker of a torrent for peers (or, with
+//! `--scrape`, for its figures), in parallel, and print what each answered. A
+//! debugging tool that shows the tracker code at work.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bitloop::client::trackers::AnnounceResult;
+use bitloop::client::trackers::{AnnounceResult, ScrapeResult};
 use bitloop::client::{Owner, RequestId, TrackerClient, TrackerConfig};
 use bitloop::metainfo::Metainfo;
 use bitloop::reactor::{Event, HandleId, Handler, Reactor, RunMode};
@@ -16,6 +17,7 @@ struct App {
     trackers: TrackerClient,
     names: HashMap<RequestId, String>,
     results: Vec<(String, AnnounceResult)>,
+    scrapes: Vec<(String, ScrapeResult)>,
     deadline: Option<HandleId>,
     timed_out: bool,
 }
@@ -25,6 +27,10 @@ impl App {
         while let Some((id, result)) = self.trackers.poll_result() {
             let url = self.names.remove(&id).unwrap_or_default();
             self.results.push((url, result));
+        }
+        while let Some((id, result)) = self.trackers.poll_scrape() {
+            let url = self.names.remove(&id).unwrap_or_default();
+            self.scrapes.push((url, result));
         }
         if self.names.is_empty() {
             self.trackers.close(rx);
@@ -50,7 +56,13 @@ impl Handler<Owner> for App {
     }
 }
 
-pub fn run(path: &str, event: AnnounceEvent, port: u16, timeout: Duration) -> Result<(), String> {
+pub fn run(
+    path: &str,
+    event: AnnounceEvent,
+    port: u16,
+    timeout: Duration,
+    scrape: bool,
+) -> Result<(), String> {
     let torrent = Metainfo::parse(&read_torrent(path)?).map_err(|e| format!("{path}: {e}"))?;
     let urls: Vec<String> = torrent.trackers.iter().flatten().cloned().collect();
     if urls.is_empty() {
@@ -61,6 +73,7 @@ pub fn run(path: &str, event: AnnounceEvent, port: u16, timeout: Duration) -> Re
         trackers: TrackerClient::new(TrackerConfig::default()),
         names: HashMap::new(),
         results: Vec::new(),
+        scrapes: Vec::new(),
         deadline: None,
         timed_out: false,
     };
@@ -85,7 +98,11 @@ pub fn run(path: &str, event: AnnounceEvent, port: u16, timeout: Duration) -> Re
         .map_err(|e| e.to_string())?;
     app.deadline = Some(deadline);
     for url in &urls {
-        let id = app.trackers.announce(&mut rx, url, request.clone());
+        let id = if scrape {
+            app.trackers.scrape(&mut rx, url, vec![torrent.info_hash])
+        } else {
+            app.trackers.announce(&mut rx, url, request.clone())
+        };
         app.names.insert(id, url.clone());
     }
     app.collect(&mut rx);
@@ -94,6 +111,22 @@ pub fn run(path: &str, event: AnnounceEvent, port: u16, timeout: Duration) -> Re
     rx.finish().map_err(|busy| busy.to_string())?;
 
     let mut any_ok = false;
+    for (url, result) in &app.scrapes {
+        match result {
+            Ok(stats) => {
+                any_ok = true;
+                let figures = stats.first().copied().unwrap_or_default();
+                println!(
+                    "{url}: {} seeders, {} leechers, {} downloads",
+                    figures.seeders, figures.leechers, figures.completed
+                );
+            }
+            Err(TrackerError::Cancelled) if app.timed_out => {
+                println!("{url}: no answer within {} s", timeout.as_secs())
+            }
+            Err(error) => println!("{url}: {error}"),
+        }
+    }
     for (url, result) in &app.results {
         match result {
             Ok(response) => {

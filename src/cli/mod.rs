@@ -65,6 +65,9 @@ enum Command {
         /// Give up on trackers that have not answered after this many seconds.
         #[arg(long, default_value_t = 15)]
         timeout: u64,
+        /// Ask for the torrent's figures (seeders, leechers, downloads) instead of peers.
+        #[arg(long)]
+        scrape: bool,
     },
     /// Make a v1 .torrent for a file or folder.
     Create {
@@ -134,6 +137,7 @@ pub fn main() -> ExitCode {
             event,
             port,
             timeout,
+            scrape,
         } => {
             let event = match event {
                 EventArg::Started => bitloop::tracker::AnnounceEvent::Started,
@@ -141,7 +145,13 @@ pub fn main() -> ExitCode {
                 EventArg::Completed => bitloop::tracker::AnnounceEvent::Completed,
                 EventArg::None => bitloop::tracker::AnnounceEvent::None,
             };
-            announce::run(&torrent, event, port, std::time::Duration::from_secs(timeout))
+            announce::run(
+                &torrent,
+                event,
+                port,
+                std::time::Duration::from_secs(timeout),
+                scrape,
+            )
         }
         Command::Create {
             path,
