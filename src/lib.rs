@@ -8,6 +8,7 @@
 //! | [`client`] | the glue: runs the protocol state machines on the reactor |
 //! | [`dns`] | name resolution that never blocks the loop (hosts, resolv.conf, queries) |
 //! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
+//! | [`percent`], [`random`] | small shared helpers: percent-encoding, seeds and a xorshift |
 //! | [`peer`] | one peer connection's protocol state: choking, interest, requests, rate |
 //! | [`storage`] | files on disk: sparse creation, block writes, SHA-1 verification, resume |
 //! | [`swarm`] | one torrent's peers: candidate addresses (and, as they land, the pool and picker) |
@@ -28,6 +29,10 @@ pub mod dns;
 pub mod metainfo;
 #[allow(missing_docs)]
 pub mod peer;
+#[allow(missing_docs)]
+pub mod percent;
+#[allow(missing_docs)]
+pub mod random;
 #[allow(missing_docs)]
 pub mod reactor;
 #[allow(missing_docs)]

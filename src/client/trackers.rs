@@ -118,6 +118,15 @@ pub struct TrackerClient {
     stray_datagrams: u64,
 }
 
+/// The wildcard address of one family, port 0: where our UDP sockets bind.
+fn unspecified(ipv6: bool) -> SocketAddr {
+    if ipv6 {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    }
+}
+
 fn family(ip: IpAddr) -> usize {
     usize::from(ip.is_ipv6())
 }
@@ -300,11 +309,7 @@ impl TrackerClient {
         if let Some(id) = *slot {
             return Ok(id);
         }
-        let any: SocketAddr = if ip.is_ipv6() {
-            "[::]:0".parse().expect("literal")
-        } else {
-            "0.0.0.0:0".parse().expect("literal")
-        };
+        let any = unspecified(ip.is_ipv6());
         let id = rx.udp_bind(any, Owner::UdpTracker).map_err(|e| e.to_string())?;
         *slot = Some(id);
         Ok(id)
@@ -544,11 +549,7 @@ impl TrackerClient {
         while let Some((server, query)) = self.resolver.poll_transmit() {
             let slot = family(server.ip());
             if self.dns[slot].is_none() {
-                let any: SocketAddr = if server.is_ipv6() {
-                    "[::]:0".parse().expect("literal")
-                } else {
-                    "0.0.0.0:0".parse().expect("literal")
-                };
+                let any = unspecified(server.is_ipv6());
                 self.dns[slot] = rx.udp_bind(any, Owner::Dns).ok();
             }
             if let Some(socket) = self.dns[slot] {

@@ -161,17 +161,7 @@ pub fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, Metainf
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::percent::encode as percent_encode;
 
 #[cfg(test)]
 mod tests {

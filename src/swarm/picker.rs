@@ -18,6 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::bitfield::Bitfield;
+use crate::random::Xorshift;
 use crate::wire::{BlockRef, BLOCK};
 
 /// How many of the rarest candidate pieces a random pick is made among.
@@ -61,7 +62,7 @@ pub struct Picker {
     availability: Vec<u16>,
     partial: HashMap<u32, Partial>,
     suspect: HashSet<u32>,
-    rng: u64,
+    rng: Xorshift,
 }
 
 impl Picker {
@@ -74,7 +75,7 @@ impl Picker {
             availability: vec![0; count],
             partial: HashMap::new(),
             suspect: HashSet::new(),
-            rng: seed | 1,
+            rng: Xorshift::new(seed),
         }
     }
 
@@ -144,13 +145,6 @@ impl Picker {
 
     // ------------------------------------------------------------ picking
 
-    fn next_random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
-    }
-
     /// Picks up to `max` blocks for a peer that has `peer_has`; `allowed` narrows the
     /// choice to some pieces (the allowed-fast set while choked). `outstanding`
     /// lists the blocks already requested from this peer, so endgame never asks one
@@ -197,7 +191,7 @@ impl Picker {
                 .iter()
                 .take_while(|c| c.0 == candidates[0].0)
                 .count();
-            let (_, piece) = candidates[(self.next_random() % ties as u64) as usize];
+            let (_, piece) = candidates[self.rng.below(ties as u64) as usize];
             let blocks = vec![Block::Free; self.block_count(piece)];
             let exclusive = self.suspect.contains(&piece);
             self.partial.insert(

@@ -62,7 +62,7 @@ impl Announcer {
     pub fn new(now: Instant, tiers: &[Vec<String>], seed: u64) -> Announcer {
         let mut trackers = Vec::new();
         let mut order = Vec::new();
-        let mut rng = seed | 1;
+        let mut rng = crate::random::Xorshift::new(seed);
         for tier in tiers {
             let mut indexes: Vec<TrackerIndex> = Vec::new();
             for url in tier {
@@ -76,10 +76,7 @@ impl Announcer {
             }
             // Fisher-Yates with a xorshift: BEP 12 asks for a random order per tier.
             for i in (1..indexes.len()).rev() {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                indexes.swap(i, (rng % (i as u64 + 1)) as usize);
+                indexes.swap(i, rng.below(i as u64 + 1) as usize);
             }
             if !indexes.is_empty() {
                 order.push(indexes);

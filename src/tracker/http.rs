@@ -25,14 +25,16 @@ pub const MAX_REDIRECTS: usize = 3;
 const MAX_BODY_DEPTH: usize = 8;
 
 /// Percent-encodes binary values for a query string (RFC 3986 unreserved kept).
-pub fn url_encode(bytes: &[u8], out: &mut String) {
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
+pub use crate::percent::encode_into as url_encode;
+
+/// A GET request for `target` on the tracker at `url`, closing after the response.
+fn get_request(url: &TrackerUrl, target: &str) -> Vec<u8> {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bitloop/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
+        url.host_header(),
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes()
 }
 
 /// The announce GET request, ready to write to the socket.
@@ -58,12 +60,7 @@ pub fn announce_request(url: &TrackerUrl, request: &AnnounceRequest) -> Vec<u8> 
         target.push_str("&trackerid=");
         url_encode(id, &mut target);
     }
-    format!(
-        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bitloop/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
-        url.host_header(),
-        env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes()
+    get_request(url, &target)
 }
 
 /// The scrape URL of an announce URL (BEP 48): the last path segment's leading
@@ -97,12 +94,7 @@ pub fn scrape_request(url: &TrackerUrl, hashes: &[InfoHash]) -> Vec<u8> {
         target.push_str("info_hash=");
         url_encode(&hash.0, &mut target);
     }
-    format!(
-        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: bitloop/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
-        url.host_header(),
-        env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes()
+    get_request(url, &target)
 }
 
 /// Parses a scrape body: figures for each requested hash, in `hashes` order (a hash

@@ -48,13 +48,7 @@ impl fmt::Debug for PeerId {
     }
 }
 
-/// A random `u64` from std's randomly keyed hasher.
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    hasher.finish()
-}
+pub use crate::random::random_u64;
 
 /// The `event` of an announce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
