@@ -560,9 +560,16 @@ impl TrackerClient {
         for (key, request) in self.requests.iter_mut() {
             if let Phase::Udp { tracker, transaction } = &mut request.phase {
                 if let Some(datagram) = transaction.poll_transmit() {
-                    let socket = self.udp[family(tracker.ip())].expect("opened in connect");
-                    if let Err(e) = rx.udp_send_to(socket, &datagram, *tracker) {
-                        failed.push((key, TrackerError::Io(e.to_string())));
+                    // The socket is opened in `connect`; if it has been closed since,
+                    // the request fails rather than the process.
+                    let sent = match self.udp[family(tracker.ip())] {
+                        Some(socket) => rx
+                            .udp_send_to(socket, &datagram, *tracker)
+                            .map_err(|e| e.to_string()),
+                        None => Err("the tracker socket is closed".to_string()),
+                    };
+                    if let Err(why) = sent {
+                        failed.push((key, TrackerError::Io(why)));
                     }
                 }
             }

@@ -83,6 +83,9 @@ impl Resolver {
         if let Some(ips) = self.config.hosts.get(&name.to_ascii_lowercase()) {
             return Ok(Start::Ready(ips.clone()));
         }
+        if self.config.nameservers.is_empty() {
+            return Err(format!("{name}: no name server configured"));
+        }
         if self.lookups.len() >= MAX_LOOKUPS {
             return Err("too many name lookups in progress".into());
         }
@@ -231,6 +234,18 @@ mod tests {
     fn reply(query: &[u8], ips: &[&str]) -> Vec<u8> {
         let ips: Vec<IpAddr> = ips.iter().map(|s| s.parse().unwrap()).collect();
         message::encode_answer(query, &ips)
+    }
+
+    #[test]
+    fn no_name_server_is_an_error_not_a_panic() {
+        let mut config = config();
+        config.nameservers.clear();
+        let mut r = Resolver::new(config);
+        assert!(r
+            .resolve(Instant::now(), "tracker.example")
+            .unwrap_err()
+            .contains("no name server"));
+        assert!(r.poll_transmit().is_none());
     }
 
     #[test]
