@@ -135,7 +135,7 @@ impl Handler<Owner> for World {
             }
             (DROP_AFTER_HANDSHAKE | DROP_NOW, Event::Eof) => rx.close(id),
             (Owner::App(_), _) => {}
-            (owner @ (Owner::Peer(..) | Owner::Listener(_) | Owner::TorrentTimer(_)), event) => {
+            (owner @ (Owner::Peer(..) | Owner::Listener(_) | Owner::TorrentTimer(..)), event) => {
                 self.torrent.on_event(rx, &mut self.trackers, id, owner, event)
             }
             (owner, event) => self.trackers.on_event(rx, id, owner, event),
@@ -176,7 +176,7 @@ fn churn(torrent: &Metainfo, tmp: &std::path::Path, cycles: usize) {
     .unwrap();
     let mut world = World {
         torrent: t,
-        trackers: TrackerClient::new(config()),
+        trackers: TrackerClient::new(config(), 0),
         next: Cycle::Refused,
         hello,
     };

@@ -130,7 +130,7 @@ impl Handler<Owner> for World {
             }
             (Owner::App(n), Event::Eof) if n >= FAKE_BASE + 1000 => rx.close(id),
             (Owner::App(_), _) => {}
-            (owner @ (Owner::Peer(..) | Owner::Listener(_) | Owner::TorrentTimer(_)), event) => {
+            (owner @ (Owner::Peer(..) | Owner::Listener(_) | Owner::TorrentTimer(..)), event) => {
                 self.torrent.on_event(rx, &mut self.trackers, id, owner, event)
             }
             (owner, event) => self.trackers.on_event(rx, id, owner, event),
@@ -167,7 +167,7 @@ fn setup(
     .unwrap();
     let mut world = World {
         torrent,
-        trackers: TrackerClient::new(common::trackers::config()),
+        trackers: TrackerClient::new(common::trackers::config(), 0),
         fakes: Vec::new(),
         info_hash: content.torrent.info_hash,
         data: data.to_vec(),

@@ -120,7 +120,7 @@ fn setup(peers: usize) -> Setup {
     http_response.extend_from_slice(&body);
     let udp_reply = udp_announce_reply(&[0; 4], peers);
     let world = World {
-        trackers: TrackerClient::new(config()),
+        trackers: TrackerClient::new(config(), 0),
         http_response,
         udp_reply,
         done: Vec::with_capacity(4),

@@ -89,7 +89,7 @@ fn started_periodic_completed_stopped_reach_the_tracker_in_order() {
     let listener = rx.tcp_listen("127.0.0.1:0".parse().unwrap(), LISTENER).unwrap();
     let url = format!("http://{}/announce", rx.local_addr(listener).unwrap());
     let mut world = World {
-        trackers: TrackerClient::new(config()),
+        trackers: TrackerClient::new(config(), 0),
         events: Vec::new(),
         results: Vec::new(),
     };

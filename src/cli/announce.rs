@@ -70,7 +70,7 @@ pub fn run(
     }
     let mut rx: Reactor<Owner> = Reactor::new().map_err(|e| e.to_string())?;
     let mut app = App {
-        trackers: TrackerClient::new(TrackerConfig::default()),
+        trackers: TrackerClient::new(TrackerConfig::default(), 0),
         names: HashMap::new(),
         results: Vec::new(),
         scrapes: Vec::new(),

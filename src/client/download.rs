@@ -108,7 +108,7 @@ impl Download {
         options: DownloadOptions,
     ) -> Result<Download, String> {
         let peer_id = PeerId::generate();
-        let mut trackers = TrackerClient::new(options.trackers.clone());
+        let mut trackers = TrackerClient::new(options.trackers.clone(), 0);
         // Signals first: from the first announce on, Ctrl+C must mean a graceful stop.
         let signal = if options.watch_signals {
             use signal_hook::consts::{SIGINT, SIGTERM};
@@ -312,12 +312,10 @@ impl Download {
 impl Handler<Owner> for Download {
     fn on_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, owner: Owner, event: Event) {
         match owner {
-            Owner::Listener(_) | Owner::Peer(..) | Owner::TorrentTimer(_) => {
+            Owner::Listener(_) | Owner::Peer(..) | Owner::TorrentTimer(..) | Owner::Incoming(..) => {
                 self.torrent.on_event(rx, &mut self.trackers, id, owner, event)
             }
-            Owner::HttpTracker(_) | Owner::UdpTracker | Owner::Dns | Owner::TrackerTimer => {
-                self.trackers.on_event(rx, id, owner, event)
-            }
+            Owner::Tracker(..) => self.trackers.on_event(rx, id, owner, event),
             Owner::Signal => {
                 if let Event::Signal(signal) = event {
                     self.interrupts += 1;

@@ -15,25 +15,56 @@ pub mod trackers;
 pub use announcing::{TorrentTrackers, Transfer};
 pub use trackers::{RequestId, TrackerClient, TrackerConfig};
 
+/// Which session a handle belongs to. Several sessions can share one loop (the
+/// loopback demo runs a seeder and leechers in one process), so every tag of a
+/// session's handle carries its key.
+pub type SessionKey = u16;
+
 /// Which component a reactor handle belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
+    /// One of a session's tracker-client handles.
+    Tracker(SessionKey, TrackerHandle),
+    /// A session's listening socket.
+    Listener(SessionKey),
+    /// An accepted stream whose handshake has not named a torrent yet: session, slot.
+    Incoming(SessionKey, u32),
+    /// A peer connection: session, torrent key, peer slot.
+    Peer(SessionKey, u32, u32),
+    /// A torrent's one timer (its earliest deadline): session, torrent key.
+    TorrentTimer(SessionKey, u32),
+    /// A session's own timer (its earliest deadline).
+    SessionTimer(SessionKey),
+    /// The SIGINT/SIGTERM watch.
+    Signal,
+    /// A timer or handle of the front end's own (for example a run deadline).
+    App(u32),
+}
+
+impl Owner {
+    /// The session a handle belongs to, if any.
+    pub fn session(self) -> Option<SessionKey> {
+        match self {
+            Owner::Tracker(s, _)
+            | Owner::Listener(s)
+            | Owner::Incoming(s, _)
+            | Owner::Peer(s, ..)
+            | Owner::TorrentTimer(s, _)
+            | Owner::SessionTimer(s) => Some(s),
+            Owner::Signal | Owner::App(_) => None,
+        }
+    }
+}
+
+/// Which of a tracker client's handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrackerHandle {
     /// The TCP connection of an HTTP tracker request, by request slot.
-    HttpTracker(usize),
+    Http(usize),
     /// A UDP socket shared by every UDP tracker transaction.
-    UdpTracker,
+    Udp,
     /// A socket the resolver sends its queries on.
     Dns,
     /// The tracker client's one timer (its earliest deadline).
-    TrackerTimer,
-    /// A torrent's listening socket, by torrent key.
-    Listener(u32),
-    /// A peer connection: torrent key, peer slot.
-    Peer(u32, u32),
-    /// A torrent's one timer (its earliest deadline).
-    TorrentTimer(u32),
-    /// The SIGINT/SIGTERM watch.
-    Signal,
-    /// A timer of the application's own (for example a run deadline).
-    App(u32),
+    Timer,
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use log::{debug, trace};
 use slab::Slab;
 
-use super::Owner;
+use super::{Owner, SessionKey, TrackerHandle};
 use crate::dns::{LookupId, Resolver, ResolverConfig, Start};
 use crate::metainfo::InfoHash;
 use crate::reactor::{Event, HandleId, Reactor};
@@ -100,6 +100,8 @@ pub struct TrackerStats {
 
 /// Announces to HTTP and UDP trackers on the reactor.
 pub struct TrackerClient {
+    /// The session whose handles these are (every owner tag carries it).
+    session: SessionKey,
     config: TrackerConfig,
     requests: Slab<Request>,
     next_serial: u64,
@@ -132,9 +134,11 @@ fn family(ip: IpAddr) -> usize {
 }
 
 impl TrackerClient {
-    pub fn new(config: TrackerConfig) -> TrackerClient {
+    /// A client for the session `session` (its key goes into every owner tag).
+    pub fn new(config: TrackerConfig, session: SessionKey) -> TrackerClient {
         let resolver = Resolver::new(config.resolver.clone());
         TrackerClient {
+            session,
             config,
             requests: Slab::new(),
             next_serial: 0,
@@ -148,6 +152,10 @@ impl TrackerClient {
             datagram: Vec::new(),
             stray_datagrams: 0,
         }
+    }
+
+    fn tag(&self, handle: TrackerHandle) -> Owner {
+        Owner::Tracker(self.session, handle)
     }
 
     pub fn stats(&self) -> TrackerStats {
@@ -274,7 +282,7 @@ impl TrackerClient {
                     Purpose::Announce(announce) => announce_request(&request.url, announce),
                     Purpose::Scrape(hashes) => scrape_request(&request.url, hashes),
                 };
-                let stream = match rx.tcp_connect(addr, Owner::HttpTracker(key), timeout) {
+                let stream = match rx.tcp_connect(addr, self.tag(TrackerHandle::Http(key)), timeout) {
                     Ok(stream) => stream,
                     Err(e) => return self.finish(rx, key, Err(TrackerError::Io(e.to_string()))),
                 };
@@ -305,13 +313,14 @@ impl TrackerClient {
     }
 
     fn udp_socket(&mut self, rx: &mut Reactor<Owner>, ip: IpAddr) -> Result<HandleId, String> {
-        let slot = &mut self.udp[family(ip)];
-        if let Some(id) = *slot {
+        if let Some(id) = self.udp[family(ip)] {
             return Ok(id);
         }
         let any = unspecified(ip.is_ipv6());
-        let id = rx.udp_bind(any, Owner::UdpTracker).map_err(|e| e.to_string())?;
-        *slot = Some(id);
+        let id = rx
+            .udp_bind(any, self.tag(TrackerHandle::Udp))
+            .map_err(|e| e.to_string())?;
+        self.udp[family(ip)] = Some(id);
         Ok(id)
     }
 
@@ -341,10 +350,10 @@ impl TrackerClient {
     /// Routes a reactor event for one of our handles.
     pub fn on_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, owner: Owner, event: Event) {
         match owner {
-            Owner::HttpTracker(key) => self.on_http_event(rx, id, key, event),
-            Owner::UdpTracker => self.on_udp_event(rx, id, event),
-            Owner::Dns => self.on_dns_event(rx, id, event),
-            Owner::TrackerTimer => {
+            Owner::Tracker(_, TrackerHandle::Http(key)) => self.on_http_event(rx, id, key, event),
+            Owner::Tracker(_, TrackerHandle::Udp) => self.on_udp_event(rx, id, event),
+            Owner::Tracker(_, TrackerHandle::Dns) => self.on_dns_event(rx, id, event),
+            Owner::Tracker(_, TrackerHandle::Timer) => {
                 if let Event::Closed(_) = event {
                     if self.timer == Some(id) {
                         self.timer = None;
@@ -550,7 +559,9 @@ impl TrackerClient {
             let slot = family(server.ip());
             if self.dns[slot].is_none() {
                 let any = unspecified(server.is_ipv6());
-                self.dns[slot] = rx.udp_bind(any, Owner::Dns).ok();
+                self.dns[slot] = rx
+                    .udp_bind(any, Owner::Tracker(self.session, TrackerHandle::Dns))
+                    .ok();
             }
             if let Some(socket) = self.dns[slot] {
                 let _ = rx.udp_send_to(socket, &query, server);
@@ -595,7 +606,7 @@ impl TrackerClient {
             (Some(deadline), timer) => {
                 let timer = match timer {
                     Some(timer) => timer,
-                    None => match rx.timer(Owner::TrackerTimer) {
+                    None => match rx.timer(self.tag(TrackerHandle::Timer)) {
                         Ok(timer) => *self.timer.insert(timer),
                         Err(_) => return,
                     },

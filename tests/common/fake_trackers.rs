@@ -87,7 +87,7 @@ pub fn announces(kind: &str, count: usize) {
         format!("udp://{}", rx.local_addr(udp).unwrap())
     };
     let mut world = TrackerWorld {
-        trackers: TrackerClient::new(config()),
+        trackers: TrackerClient::new(config(), 0),
         http_response,
         udp_reply,
         results: Vec::with_capacity(2),

@@ -59,7 +59,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(config: TrackerConfig) -> Driver {
         Driver {
-            trackers: TrackerClient::new(config),
+            trackers: TrackerClient::new(config, 0),
             results: Vec::new(),
             scrapes: Vec::new(),
             extra: None,

@@ -384,7 +384,7 @@ impl Torrent {
             let key = entry.key();
             let stream = match rx.tcp_connect(
                 addr,
-                Owner::Peer(self.key, key as u32),
+                Owner::Peer(0, self.key, key as u32),
                 Some(self.config.connect_timeout),
             ) {
                 Ok(stream) => stream,
@@ -449,8 +449,8 @@ impl Torrent {
     ) {
         match owner {
             Owner::Listener(_) => self.on_listener_event(rx, id, event),
-            Owner::Peer(_, key) => self.on_peer_event(rx, id, key as usize, event),
-            Owner::TorrentTimer(_) => match event {
+            Owner::Peer(_, _, key) => self.on_peer_event(rx, id, key as usize, event),
+            Owner::TorrentTimer(..) => match event {
                 Event::Timer => self.on_timer(rx, trackers),
                 Event::Closed(_) if self.timer == Some(id) => self.timer = None,
                 _ => {}
@@ -476,7 +476,7 @@ impl Torrent {
                     state: PeerState::Handshaking { since: rx.now() },
                 });
                 self.by_addr.insert(peer, key);
-                let _ = rx.set_owner(stream, Owner::Peer(self.key, key as u32));
+                let _ = rx.set_owner(stream, Owner::Peer(0, self.key, key as u32));
                 let _ = rx.tcp_set_nodelay(stream, true);
                 self.send_handshake(rx, stream);
             }

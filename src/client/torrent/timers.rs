@@ -90,7 +90,7 @@ impl Torrent {
         let Some(deadline) = earliest else { return };
         let timer = match self.timer {
             Some(timer) => timer,
-            None => match rx.timer(Owner::TorrentTimer(self.key)) {
+            None => match rx.timer(Owner::TorrentTimer(0, self.key)) {
                 Ok(timer) => *self.timer.insert(timer),
                 Err(_) => return,
             },
