@@ -40,6 +40,8 @@ pub mod storage;
 #[allow(missing_docs)]
 pub mod swarm;
 #[allow(missing_docs)]
+pub mod torrent;
+#[allow(missing_docs)]
 pub mod tracker;
 #[allow(missing_docs)]
 pub mod wire;

@@ -1,18 +1,19 @@
-//! `bitloop download`: fetch a torrent into a folder and exit when every piece is
-//! verified (0), after Ctrl+C (130), or with a message when it cannot finish (1).
+//! `bitloop download`: fetch torrents into a folder and exit when every piece of
+//! each is verified (0), after Ctrl+C (130), with a message when one cannot finish
+//! (1), or at once for what cannot be done yet, such as a magnet link (2).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bitloop::client::download::{run, DownloadOptions, Outcome};
+use bitloop::client::download::{run_many, DownloadOptions, Outcome};
 use bitloop::metainfo::Metainfo;
 
 use super::info::{human_size, read_torrent};
 
 pub struct Args {
-    pub torrent: String,
+    pub torrents: Vec<String>,
     pub output: PathBuf,
     pub port: u16,
     pub peers: Vec<String>,
@@ -21,9 +22,25 @@ pub struct Args {
     pub timeout: u64,
 }
 
+/// Exit code for a request we understood but cannot carry out yet.
+const UNSUPPORTED: u8 = 2;
+
 pub fn run_download(args: Args) -> Result<ExitCode, String> {
-    let torrent =
-        Metainfo::parse(&read_torrent(&args.torrent)?).map_err(|e| format!("{}: {e}", args.torrent))?;
+    let mut torrents = Vec::new();
+    for source in &args.torrents {
+        if source.starts_with("magnet:") {
+            eprintln!(
+                "bitloop: {source}: magnet links need the torrent's metadata from peers, \
+                 which bitloop cannot fetch yet (BEP 9); download the .torrent file instead"
+            );
+            return Ok(ExitCode::from(UNSUPPORTED));
+        }
+        let torrent = Metainfo::parse(&read_torrent(source)?).map_err(|e| format!("{source}: {e}"))?;
+        if torrents.iter().any(|t: &Metainfo| t.info_hash == torrent.info_hash) {
+            return Err(format!("{source}: the same torrent is given twice"));
+        }
+        torrents.push(torrent);
+    }
     let mut options = DownloadOptions::new(args.output.clone());
     options.listen = Some(SocketAddr::from(([0, 0, 0, 0], args.port)));
     options.progress = !args.quiet;
@@ -36,14 +53,14 @@ pub fn run_download(args: Args) -> Result<ExitCode, String> {
             .map_err(|_| format!("--peer {peer}: expected IP:PORT (for example 127.0.0.1:6881)"))?;
         options.peers.push(addr);
     }
-    let summary = run(&torrent, options)?;
+    let summary = run_many(&torrents, options)?;
     if let Err(busy) = &summary.report {
         eprintln!("bitloop: internal error: the loop did not close everything: {busy}");
         return Ok(ExitCode::from(70));
     }
-    Ok(match summary.outcome {
-        Outcome::Completed => {
-            if !args.quiet {
+    for (torrent, result) in torrents.iter().zip(&summary.torrents) {
+        match &result.outcome {
+            Outcome::Completed if !args.quiet => {
                 let secs = summary.elapsed.as_secs_f64();
                 eprintln!(
                     "done: {} ({}) in {secs:.1} s, every piece verified, saved in {}",
@@ -52,8 +69,12 @@ pub fn run_download(args: Args) -> Result<ExitCode, String> {
                     args.output.display()
                 );
             }
-            ExitCode::SUCCESS
+            Outcome::Failed(why) => eprintln!("bitloop: {}: {why}", torrent.info.name),
+            _ => {}
         }
+    }
+    Ok(match summary.outcome {
+        Outcome::Completed => ExitCode::SUCCESS,
         Outcome::Interrupted => {
             if !args.quiet {
                 eprintln!(
@@ -63,9 +84,6 @@ pub fn run_download(args: Args) -> Result<ExitCode, String> {
             }
             ExitCode::from(130)
         }
-        Outcome::Failed(why) => {
-            eprintln!("bitloop: {}: {why}", torrent.info.name);
-            ExitCode::FAILURE
-        }
+        Outcome::Failed(_) => ExitCode::FAILURE,
     })
 }

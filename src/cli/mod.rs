@@ -29,10 +29,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Download a torrent into a folder; exits when every piece is verified.
+    /// Download torrents into a folder; exits when every piece of each is verified.
     Download {
-        /// A .torrent file.
-        torrent: String,
+        /// .torrent files (several download at once, through one port).
+        #[arg(required = true)]
+        torrents: Vec<String>,
         /// The folder to save into.
         #[arg(short = 'o', long = "output", default_value = ".")]
         output: PathBuf,
@@ -104,7 +105,7 @@ enum EventArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Download {
-        torrent,
+        torrents,
         output,
         port,
         peers,
@@ -114,7 +115,7 @@ pub fn main() -> ExitCode {
     } = cli.command
     {
         let args = download::Args {
-            torrent,
+            torrents,
             output,
             port,
             peers,

@@ -1,25 +1,26 @@
-//! A download session: one torrent, the tracker client, signals and progress on one
-//! loop, from start to a proven-empty loop.
+//! `bitloop download`'s front end: one session, any number of torrents, progress on
+//! the console, signals, and the stop sequence, from start to a proven-empty loop.
 //!
-//! Stopping (after completion, on Ctrl+C, or after a failure) runs in two steps:
-//! 1. graceful, under one deadline ([`DownloadOptions::stop_deadline`]): peers are
-//!    closed, `stopped` goes to every tracker that was told `started`;
-//! 2. the rest is closed (`TrackerClient::close`, signals, timers), then the loop
-//!    closes whatever is left and drains, and `finish()` proves it empty.
-//!
-//! A second Ctrl+C skips what remains of step 1.
+//! Each torrent goes `Downloading → Completing → Stopping → Done`: when every
+//! piece is verified, `completed` is announced (and waited for under the stop
+//! deadline), then the torrent stops with `stopped`. The run ends when every
+//! torrent is done; then the session closes, the loop closes what is left and
+//! drains, and `finish()` proves it empty. Ctrl+C stops every torrent at once; a
+//! second Ctrl+C skips what remains of the goodbyes.
 
-use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::torrent::{Torrent, TorrentConfig, TorrentEvent};
-use super::{Owner, TrackerClient, TrackerConfig};
+use super::console::Console;
+use super::session::{Session, SessionConfig, SessionEvent, Source, TorrentKey};
+use super::{Owner, TrackerConfig};
 use crate::metainfo::Metainfo;
 use crate::reactor::{Event, HandleId, Handler, Reactor, Report, RunMode};
+use crate::torrent::{TorrentConfig, TorrentStats};
 use crate::tracker::PeerId;
 
 const PROGRESS: Owner = Owner::App(1);
@@ -32,17 +33,20 @@ pub struct DownloadOptions {
     pub output: PathBuf,
     /// Where to listen for incoming peers; port 0 picks one. `None`: do not listen.
     pub listen: Option<SocketAddr>,
-    /// Peers to connect to besides those trackers give.
+    /// Peers to connect to besides those trackers give (every torrent gets them).
     pub peers: Vec<SocketAddr>,
-    /// Give up when no data arrives for this long.
+    /// Give up on a torrent when no data arrives for it for this long.
     pub timeout: Duration,
-    /// Progress on stderr (a line that updates on a terminal, periodic lines otherwise).
+    /// Progress on stderr (lines that update on a terminal, periodic lines otherwise).
     pub progress: bool,
     pub watch_signals: bool,
     /// The whole graceful part of stopping must fit in this.
     pub stop_deadline: Duration,
     pub torrent: TorrentConfig,
     pub trackers: TrackerConfig,
+    /// Session-wide budgets (connections, half-open connects); `None`: defaults.
+    pub max_connections: Option<usize>,
+    pub max_half_open: Option<usize>,
 }
 
 impl DownloadOptions {
@@ -57,7 +61,25 @@ impl DownloadOptions {
             stop_deadline: Duration::from_secs(3),
             torrent: TorrentConfig::default(),
             trackers: TrackerConfig::default(),
+            max_connections: None,
+            max_half_open: None,
         }
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let mut config = SessionConfig {
+            listen: self.listen.into_iter().collect(),
+            torrent: self.torrent.clone(),
+            trackers: self.trackers.clone(),
+            ..SessionConfig::default()
+        };
+        if let Some(n) = self.max_connections {
+            config.max_connections = n;
+        }
+        if let Some(n) = self.max_half_open {
+            config.max_half_open = n;
+        }
+        config
     }
 }
 
@@ -70,30 +92,48 @@ pub enum Outcome {
     Failed(String),
 }
 
-enum Phase {
-    Running,
-    /// Every piece verified: `completed` is being announced before we stop.
-    Completing,
+/// Where one torrent of the run is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Downloading,
+    /// Complete: `completed` is being announced before the stop.
+    Completing { deadline: Instant },
     /// Graceful stop in progress, with the outcome to report.
-    Stopping(Outcome),
+    Stopping { outcome: Outcome, deadline: Instant },
     Done(Outcome),
 }
 
-/// The whole session; implements [`Handler`] for the loop.
+/// One torrent of the run.
+pub(super) struct Item {
+    pub(super) key: TorrentKey,
+    pub(super) name: String,
+    state: State,
+    /// Bytes downloaded at the last stall check.
+    checked: u64,
+}
+
+/// The whole run; implements [`Handler`] for the loop.
 pub struct Download {
-    trackers: TrackerClient,
-    torrent: Torrent,
-    name: String,
-    phase: Phase,
+    session: Session,
+    items: Vec<Item>,
     signal: Option<HandleId>,
     progress: Option<HandleId>,
     stall: Option<HandleId>,
-    stop_deadline: Option<HandleId>,
+    stop_timer: Option<HandleId>,
     options: DownloadOptions,
-    started: Instant,
-    bytes_at_last_check: u64,
-    terminal: bool,
+    console: Console,
     interrupts: u32,
+    /// What each peer gave and took, by peer id, as peers leave.
+    peers: HashMap<PeerId, PeerTally>,
+    closed: bool,
+}
+
+/// One peer's transfer over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerTally {
+    pub addr: Option<SocketAddr>,
+    pub downloaded: u64,
+    pub uploaded: u64,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -101,14 +141,9 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 impl Download {
-    /// Prepares storage, listens, announces and connects.
-    pub fn start(
-        rx: &mut Reactor<Owner>,
-        metainfo: &Metainfo,
-        options: DownloadOptions,
-    ) -> Result<Download, String> {
-        let peer_id = PeerId::generate();
-        let mut trackers = TrackerClient::new(options.trackers.clone(), 0);
+    /// Opens the session, adds every torrent (checking existing data), announces
+    /// and connects.
+    pub fn start(rx: &mut Reactor<Owner>, torrents: &[Metainfo], options: DownloadOptions) -> Result<Download, String> {
         // Signals first: from the first announce on, Ctrl+C must mean a graceful stop.
         let signal = if options.watch_signals {
             use signal_hook::consts::{SIGINT, SIGTERM};
@@ -116,60 +151,40 @@ impl Download {
         } else {
             None
         };
-        // Listen first, so trackers learn the real port.
-        let listener = match options.listen {
-            Some(addr) => Some(
-                rx.tcp_listen(addr, Owner::Listener(0))
-                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
-            ),
-            None => None,
-        };
-        let port = match listener {
-            Some(listener) => rx.local_addr(listener).map_err(err)?.port(),
-            None => 6881,
-        };
-        let mut torrent = match Torrent::new(
-            0,
-            metainfo,
-            &options.output,
-            peer_id,
-            port,
-            options.torrent.clone(),
-            rx.now(),
-        ) {
-            Ok(torrent) => torrent,
-            Err(e) => {
-                if let Some(listener) = listener {
-                    rx.close(listener);
-                }
-                return Err(e.to_string());
-            }
-        };
-        torrent.start(rx, &mut trackers, listener);
-        for &peer in &options.peers {
-            torrent.add_peer(rx, peer);
-        }
+        let session = Session::new(rx, 0, options.session_config())?;
         let mut download = Download {
-            trackers,
-            torrent,
-            name: metainfo.info.name.clone(),
-            phase: Phase::Running,
+            session,
+            items: Vec::new(),
             signal,
             progress: None,
             stall: None,
-            stop_deadline: None,
-            terminal: std::io::stderr().is_terminal(),
+            stop_timer: None,
+            console: Console::new(options.progress),
             options,
-            started: Instant::now(),
-            bytes_at_last_check: 0,
             interrupts: 0,
+            peers: HashMap::new(),
+            closed: false,
         };
-        if download.options.progress {
-            let every = if download.terminal {
-                Duration::from_millis(500)
-            } else {
-                Duration::from_secs(5)
+        for metainfo in torrents {
+            let key = match download.session.add_torrent(rx, Source::Torrent(metainfo), download.options.output.clone()) {
+                Ok(key) => key,
+                Err(e) => {
+                    download.session.close(rx);
+                    return Err(e);
+                }
             };
+            for &peer in &download.options.peers {
+                download.session.add_peer(rx, key, peer);
+            }
+            download.items.push(Item {
+                key,
+                name: metainfo.info.name.clone(),
+                state: State::Downloading,
+                checked: 0,
+            });
+        }
+        if download.options.progress {
+            let every = download.console.interval();
             let timer = rx.timer(PROGRESS).map_err(err)?;
             rx.timer_start(timer, every, Some(every)).map_err(err)?;
             download.progress = Some(timer);
@@ -182,129 +197,192 @@ impl Download {
         Ok(download)
     }
 
-    pub fn outcome(&self) -> Option<&Outcome> {
-        match &self.phase {
-            Phase::Done(outcome) => Some(outcome),
-            _ => None,
+    /// The outcome of the whole run once every torrent is done.
+    pub fn outcome(&self) -> Option<Outcome> {
+        if !self.closed {
+            return None;
         }
+        let outcomes = self.items.iter().map(|i| match &i.state {
+            State::Done(o) => o.clone(),
+            _ => Outcome::Interrupted,
+        });
+        let mut overall = Outcome::Completed;
+        for outcome in outcomes {
+            match (&overall, outcome) {
+                (_, Outcome::Completed) => {}
+                (Outcome::Failed(_), _) => {}
+                (_, failed @ Outcome::Failed(_)) => overall = failed,
+                (_, Outcome::Interrupted) => overall = Outcome::Interrupted,
+            }
+        }
+        Some(overall)
     }
 
-    pub fn torrent(&self) -> &Torrent {
-        &self.torrent
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
-    pub fn trackers(&self) -> &TrackerClient {
-        &self.trackers
+    /// Each torrent's outcome, in the order given (`None` while running).
+    pub fn outcomes(&self) -> Vec<(String, Option<Outcome>)> {
+        self.items
+            .iter()
+            .map(|i| {
+                let outcome = match &i.state {
+                    State::Done(o) => Some(o.clone()),
+                    _ => None,
+                };
+                (i.name.clone(), outcome)
+            })
+            .collect()
     }
 
-    /// Starts stopping with `outcome` (the first reason wins).
-    pub fn stop(&mut self, rx: &mut Reactor<Owner>, outcome: Outcome) {
-        let outcome = match self.phase {
-            Phase::Running => outcome,
-            // A complete download stays complete, however the stop was asked for.
-            Phase::Completing => Outcome::Completed,
-            Phase::Stopping(_) | Phase::Done(_) => return,
+    /// Starts stopping torrent `index` with `outcome` (a complete one stays complete).
+    fn stop_item(&mut self, rx: &mut Reactor<Owner>, index: usize, outcome: Outcome) {
+        let item = &mut self.items[index];
+        let outcome = match item.state {
+            State::Downloading => outcome,
+            State::Completing { .. } => Outcome::Completed,
+            State::Stopping { .. } | State::Done(_) => return,
         };
-        if let Some(timer) = self.stop_deadline.take() {
-            rx.close(timer);
-        }
-        info!("stopping: {outcome:?}");
-        let announces = self.torrent.stop(rx, &mut self.trackers);
-        self.phase = Phase::Stopping(outcome);
-        debug!(
-            "graceful stop: {announces} stopped announces, deadline {:?}",
-            self.options.stop_deadline
-        );
-        if let Ok(timer) = rx.timer(STOP_DEADLINE) {
-            let _ = rx.timer_start(timer, self.options.stop_deadline, None);
-            self.stop_deadline = Some(timer);
-        }
-        self.check(rx);
+        info!("{}: stopping: {outcome:?}", item.name);
+        let announces = self.session.stop_torrent(rx, item.key);
+        debug!("{}: {announces} stopped announces", item.name);
+        let deadline = rx.now() + self.options.stop_deadline;
+        self.items[index].state = State::Stopping { outcome, deadline };
+        self.arm_stop_timer(rx);
     }
 
-    /// Every piece is verified: tell the trackers `completed` (under the stop
-    /// deadline), then stop. With no tracker to tell, stop at once.
-    fn announce_completed(&mut self, rx: &mut Reactor<Owner>) {
-        if !matches!(self.phase, Phase::Running) {
-            return;
-        }
-        self.torrent.poll_trackers(rx, &mut self.trackers);
-        self.phase = Phase::Completing;
-        if let Ok(timer) = rx.timer(STOP_DEADLINE) {
-            let _ = rx.timer_start(timer, self.options.stop_deadline, None);
-            self.stop_deadline = Some(timer);
+    /// Stops everything still running (Ctrl+C).
+    fn stop_all(&mut self, rx: &mut Reactor<Owner>, outcome: Outcome) {
+        for index in 0..self.items.len() {
+            self.stop_item(rx, index, outcome.clone());
         }
     }
 
-    /// Ends the graceful part: everything still open is closed.
-    fn finish_stop(&mut self, rx: &mut Reactor<Owner>) {
-        let Phase::Stopping(outcome) = std::mem::replace(&mut self.phase, Phase::Running) else {
-            return;
-        };
-        self.trackers.close(rx);
+    /// Ends the graceful part for every torrent still in it (a second Ctrl+C).
+    fn skip_goodbyes(&mut self) {
+        for item in &mut self.items {
+            if let State::Stopping { outcome, .. } = &item.state {
+                item.state = State::Done(outcome.clone());
+            }
+        }
+    }
+
+    fn arm_stop_timer(&mut self, rx: &mut Reactor<Owner>) {
+        let earliest = self
+            .items
+            .iter()
+            .filter_map(|i| match i.state {
+                State::Completing { deadline } | State::Stopping { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min();
+        let Some(deadline) = earliest else { return };
+        if self.stop_timer.is_none() {
+            self.stop_timer = rx.timer(STOP_DEADLINE).ok();
+        }
+        if let Some(timer) = self.stop_timer {
+            let _ = rx.timer_start(timer, deadline.saturating_duration_since(rx.now()), None);
+        }
+    }
+
+    /// Acts on what happened: session events, torrents' progress through their
+    /// stop, and the end of the run.
+    fn check(&mut self, rx: &mut Reactor<Owner>) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                SessionEvent::Completed(key) => {
+                    if let Some(index) = self.index_of(key) {
+                        if self.items[index].state == State::Downloading {
+                            self.console.completed(&self.session, &self.items[index]);
+                            let deadline = rx.now() + self.options.stop_deadline;
+                            self.items[index].state = State::Completing { deadline };
+                            self.arm_stop_timer(rx);
+                        }
+                    }
+                }
+                SessionEvent::Failed(key, why) => {
+                    if let Some(index) = self.index_of(key) {
+                        self.stop_item(rx, index, Outcome::Failed(why));
+                    }
+                }
+                SessionEvent::PeerGone {
+                    peer_id,
+                    addr,
+                    downloaded,
+                    uploaded,
+                    ..
+                } => {
+                    let tally = self.peers.entry(peer_id).or_default();
+                    tally.addr = Some(addr);
+                    tally.downloaded += downloaded;
+                    tally.uploaded += uploaded;
+                }
+            }
+        }
+        let now = rx.now();
+        for index in 0..self.items.len() {
+            let key = self.items[index].key;
+            let idle = self.session.announces_in_flight(key) == 0;
+            match self.items[index].state.clone() {
+                State::Completing { deadline } if idle || deadline <= now => {
+                    self.stop_item(rx, index, Outcome::Completed)
+                }
+                State::Stopping { outcome, deadline } if idle || deadline <= now => {
+                    if !idle {
+                        debug!("stop deadline reached with announces unanswered");
+                    }
+                    self.items[index].state = State::Done(outcome);
+                }
+                _ => {}
+            }
+        }
+        let all_done = self.items.iter().all(|i| matches!(i.state, State::Done(_)));
+        if all_done && !self.closed {
+            self.finish_run(rx);
+        }
+    }
+
+    /// Every torrent is done: close the session and our own handles.
+    fn finish_run(&mut self, rx: &mut Reactor<Owner>) {
+        self.console.finished(&self.session, &self.items);
+        self.session.close(rx);
         for id in [
             self.signal.take(),
             self.progress.take(),
             self.stall.take(),
-            self.stop_deadline.take(),
+            self.stop_timer.take(),
         ]
         .into_iter()
         .flatten()
         {
             rx.close(id);
         }
-        self.phase = Phase::Done(outcome);
+        self.closed = true;
     }
 
-    /// Acts on what happened: tracker results, torrent events, the stop's progress.
-    fn check(&mut self, rx: &mut Reactor<Owner>) {
-        while let Some((id, result)) = self.trackers.poll_result() {
-            self.torrent
-                .on_tracker_result(rx, &mut self.trackers, id, &result);
-        }
-        for event in self.torrent.take_events() {
-            match event {
-                TorrentEvent::Completed => {
-                    self.print_progress(true);
-                    self.announce_completed(rx);
-                }
-                TorrentEvent::Failed(why) => self.stop(rx, Outcome::Failed(why)),
-            }
-        }
-        match self.phase {
-            Phase::Completing if self.torrent.announces_in_flight() == 0 => self.stop(rx, Outcome::Completed),
-            Phase::Stopping(_) if self.torrent.announces_in_flight() == 0 => self.finish_stop(rx),
-            _ => {}
-        }
+    fn index_of(&self, key: TorrentKey) -> Option<usize> {
+        self.items.iter().position(|i| i.key == key)
     }
 
-    fn print_progress(&mut self, last: bool) {
-        if !self.options.progress {
-            return;
-        }
-        let total = self.torrent.total_length().max(1);
-        let have = total - self.torrent.left();
-        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
-        let peers = self.torrent.peer_counts();
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        let line = format!(
-            "{}: {:5.1}%  {:.1}/{:.1} MiB  {} peers ({} unchoked)  {:.1} MiB/s",
-            self.name,
-            have as f64 * 100.0 / total as f64,
-            mib(have),
-            mib(total),
-            peers.active,
-            peers.unchoked,
-            mib(self.torrent.downloaded()) / elapsed
-        );
-        let mut err = std::io::stderr();
-        if self.terminal {
-            let _ = write!(err, "\r{line}   ");
-            if last {
-                let _ = writeln!(err);
+    /// The stall timer: a downloading torrent that got nothing since the last tick fails.
+    fn on_stall(&mut self, rx: &mut Reactor<Owner>) {
+        for index in 0..self.items.len() {
+            let key = self.items[index].key;
+            let Some(torrent) = self.session.torrent(key) else { continue };
+            let got = torrent.stats().downloaded;
+            let stuck = got == self.items[index].checked && self.items[index].state == State::Downloading;
+            self.items[index].checked = got;
+            if stuck {
+                let active = torrent.peer_counts().active;
+                let timeout = seconds(self.options.timeout);
+                let why = if active == 0 {
+                    format!("no peers within {timeout} s")
+                } else {
+                    format!("no data from {active} peers in {timeout} s")
+                };
+                self.stop_item(rx, index, Outcome::Failed(why));
             }
-        } else {
-            let _ = writeln!(err, "{line}");
         }
     }
 }
@@ -312,52 +390,32 @@ impl Download {
 impl Handler<Owner> for Download {
     fn on_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, owner: Owner, event: Event) {
         match owner {
-            Owner::Listener(_) | Owner::Peer(..) | Owner::TorrentTimer(..) | Owner::Incoming(..) => {
-                self.torrent.on_event(rx, &mut self.trackers, id, owner, event)
-            }
-            Owner::Tracker(..) => self.trackers.on_event(rx, id, owner, event),
             Owner::Signal => {
                 if let Event::Signal(signal) = event {
                     self.interrupts += 1;
                     if self.interrupts == 1 {
-                        if self.options.progress {
-                            eprintln!("\nbitloop: signal {signal}: stopping (again to skip the goodbyes)");
-                        }
-                        self.stop(rx, Outcome::Interrupted);
+                        self.console.interrupted(signal);
+                        self.stop_all(rx, Outcome::Interrupted);
                     } else {
-                        self.stop(rx, Outcome::Interrupted);
-                        self.finish_stop(rx);
+                        self.stop_all(rx, Outcome::Interrupted);
+                        self.skip_goodbyes();
                     }
                 }
             }
-            PROGRESS if matches!(event, Event::Timer) => self.print_progress(false),
-            STALL if matches!(event, Event::Timer) => {
-                let now = self.torrent.downloaded();
-                if now == self.bytes_at_last_check && !self.torrent.is_complete() {
-                    let peers = self.torrent.peer_counts();
-                    let timeout = seconds(self.options.timeout);
-                    let why = if peers.active == 0 {
-                        format!("no peers within {timeout} s")
-                    } else {
-                        format!("no data from {} peers in {timeout} s", peers.active)
-                    };
-                    self.stop(rx, Outcome::Failed(why));
-                }
-                self.bytes_at_last_check = now;
-            }
-            STOP_DEADLINE if matches!(event, Event::Timer) => {
-                debug!(
-                    "stop deadline reached with {} announces unanswered",
-                    self.torrent.announces_in_flight()
-                );
-                match self.phase {
-                    Phase::Completing => self.stop(rx, Outcome::Completed),
-                    _ => self.finish_stop(rx),
-                }
-            }
-            _ => {}
+            PROGRESS if matches!(event, Event::Timer) => self.console.progress(&self.session, &self.items),
+            STALL if matches!(event, Event::Timer) => self.on_stall(rx),
+            STOP_DEADLINE if matches!(event, Event::Timer) => {}
+            Owner::App(_) => {}
+            _ => self.session.on_event(rx, id, owner, event),
         }
         self.check(rx);
+    }
+
+    fn on_deferred(&mut self, rx: &mut Reactor<Owner>, owner: Owner) {
+        if owner.session() == Some(self.session.key()) {
+            self.session.on_deferred(rx);
+            self.check(rx);
+        }
     }
 }
 
@@ -371,10 +429,22 @@ fn seconds(duration: Duration) -> String {
 }
 
 /// A handler for a loop whose owners are gone: events are dropped.
-struct Discard;
+pub struct Discard;
 
 impl Handler<Owner> for Discard {
     fn on_event(&mut self, _: &mut Reactor<Owner>, _: HandleId, _: Owner, _: Event) {}
+}
+
+/// What one torrent of a run produced.
+#[derive(Clone, Debug)]
+pub struct TorrentSummary {
+    pub name: String,
+    pub outcome: Outcome,
+    pub stats: TorrentStats,
+    /// Pieces verified by the end.
+    pub pieces: Vec<u32>,
+    /// Addresses banned for sending data that failed hash checks.
+    pub banned: Vec<IpAddr>,
 }
 
 /// What a whole run produced.
@@ -383,23 +453,31 @@ pub struct RunSummary {
     pub outcome: Outcome,
     /// The loop's `finish()`: every handle closed, or the ones still alive named.
     pub report: Result<Report, String>,
+    /// Sums over the torrents.
     pub downloaded: u64,
-    /// Bytes received and thrown away (duplicates, failed pieces).
     pub wasted: u64,
-    /// Addresses banned for sending data that failed hash checks.
-    pub banned: Vec<std::net::IpAddr>,
-    /// Fast-extension messages seen.
-    pub fast: super::torrent::FastCounts,
-    /// Pieces verified by the end.
+    pub banned: Vec<IpAddr>,
+    /// The first torrent's counters (tests of one torrent read these).
+    pub fast: TorrentStats,
+    /// Pieces of the first torrent verified by the end.
     pub pieces: Vec<u32>,
+    pub torrents: Vec<TorrentSummary>,
+    pub incoming: super::session::IncomingStats,
+    pub peers: HashMap<PeerId, PeerTally>,
     pub elapsed: Duration,
 }
 
-/// Runs a download on a fresh loop until it ends and the loop is proven empty.
+/// Runs a download of one torrent on a fresh loop until it ends and the loop is
+/// proven empty.
 pub fn run(metainfo: &Metainfo, options: DownloadOptions) -> Result<RunSummary, String> {
+    run_many(std::slice::from_ref(metainfo), options)
+}
+
+/// Runs a download of several torrents through one session and one port.
+pub fn run_many(torrents: &[Metainfo], options: DownloadOptions) -> Result<RunSummary, String> {
     let started = Instant::now();
     let mut rx: Reactor<Owner> = Reactor::new().map_err(err)?;
-    let mut download = match Download::start(&mut rx, metainfo, options) {
+    let mut download = match Download::start(&mut rx, torrents, options) {
         Ok(download) => download,
         Err(e) => {
             // Whatever start opened before it failed is closed the usual way.
@@ -417,16 +495,35 @@ pub fn run(metainfo: &Metainfo, options: DownloadOptions) -> Result<RunSummary, 
         Ok(report) => debug!("shutdown: {report}"),
         Err(busy) => log::error!("shutdown left handles alive: {busy}"),
     }
-    let sizes = download.torrent().table_sizes();
-    debug!("torrent tables at exit (peers, addresses, retries, contributors, candidates): {sizes:?}");
-    Ok(RunSummary {
-        outcome: download.outcome().cloned().expect("loop ran until an outcome"),
+    Ok(summarize(&download, report, started.elapsed(), rx.now()))
+}
+
+fn summarize(download: &Download, report: Result<Report, String>, elapsed: Duration, now: Instant) -> RunSummary {
+    let session = download.session();
+    let mut torrents = Vec::new();
+    for (item, (name, outcome)) in download.items.iter().zip(download.outcomes()) {
+        let torrent = session.torrent(item.key).expect("kept until the end");
+        debug!("{name}: tables at exit {:?}", torrent.table_sizes());
+        torrents.push(TorrentSummary {
+            name,
+            outcome: outcome.unwrap_or(Outcome::Interrupted),
+            stats: torrent.stats(),
+            pieces: torrent.have().map(|h| h.iter_ones().collect()).unwrap_or_default(),
+            banned: torrent.banned(now),
+        });
+    }
+    let first = torrents.first();
+    RunSummary {
+        outcome: download.outcome().expect("run ended"),
         report,
-        downloaded: download.torrent().downloaded(),
-        wasted: download.torrent().wasted(),
-        banned: download.torrent().banned(),
-        fast: download.torrent().fast_counts(),
-        pieces: download.torrent().have().iter_ones().collect(),
-        elapsed: started.elapsed(),
-    })
+        downloaded: torrents.iter().map(|t| t.stats.downloaded).sum(),
+        wasted: torrents.iter().map(|t| t.stats.wasted).sum(),
+        banned: torrents.iter().flat_map(|t| t.banned.iter().copied()).collect(),
+        fast: first.map(|t| t.stats).unwrap_or_default(),
+        pieces: first.map(|t| t.pieces.clone()).unwrap_or_default(),
+        incoming: session.incoming_stats(),
+        peers: download.peers.clone(),
+        torrents,
+        elapsed,
+    }
 }

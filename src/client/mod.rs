@@ -8,8 +8,9 @@
 //! `HandleId` cannot (the generation check).
 
 pub mod announcing;
+mod console;
 pub mod download;
-pub mod torrent;
+pub mod session;
 pub mod trackers;
 
 pub use announcing::{TorrentTrackers, Transfer};

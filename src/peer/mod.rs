@@ -1,12 +1,18 @@
-//! One peer connection's protocol state, sans-IO: choking and interest, what the
-//! peer has, the requests we have outstanding at it and how many we keep in flight.
+//! One handshaken peer's protocol state, sans-IO: choking and interest both ways,
+//! what the peer has, our requests at it, its requests to us, rates and times.
 //!
-//! The pipeline is sized by the peer's measured rate (enough requests to cover
-//! [`PIPELINE_SECONDS`] of transfer), within [`MIN_PIPELINE`] and the peer's `reqq`.
+//! The torrent core (`crate::torrent`) owns one [`PeerSession`] per active peer and
+//! drops it in the one place a peer is removed; nothing here refers to another
+//! peer, a socket or the clock.
 
+mod rate;
+
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::swarm::Bitfield;
+pub use rate::Rate;
+
+use crate::swarm::PeerHas;
 use crate::tracker::PeerId;
 use crate::wire::{BlockRef, BLOCK};
 
@@ -18,44 +24,8 @@ pub const MAX_PIPELINE: usize = 500;
 pub const PIPELINE_SECONDS: f64 = 1.0;
 /// Most allowed-fast pieces remembered per peer.
 pub const MAX_ALLOWED_FAST: usize = 64;
-
-/// A moving estimate of a peer's download rate.
-#[derive(Clone, Copy, Debug)]
-pub struct Rate {
-    bytes_per_second: f64,
-    window_start: Instant,
-    window_bytes: u64,
-}
-
-impl Rate {
-    fn new(now: Instant) -> Rate {
-        Rate {
-            bytes_per_second: 0.0,
-            window_start: now,
-            window_bytes: 0,
-        }
-    }
-
-    fn add(&mut self, now: Instant, bytes: u64) {
-        self.window_bytes += bytes;
-        let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed >= Duration::from_millis(100) {
-            let sample = self.window_bytes as f64 / elapsed.as_secs_f64();
-            // Rise fast, fall slowly: a quiet moment should not starve the pipeline.
-            self.bytes_per_second = if sample > self.bytes_per_second {
-                sample
-            } else {
-                0.7 * self.bytes_per_second + 0.3 * sample
-            };
-            self.window_start = now;
-            self.window_bytes = 0;
-        }
-    }
-
-    pub fn bytes_per_second(&self) -> f64 {
-        self.bytes_per_second
-    }
-}
+/// Requests from a peer we queue at most (the `reqq` we advertise).
+pub const OUR_REQQ: usize = 250;
 
 /// The state of one handshaken peer.
 #[derive(Debug)]
@@ -63,43 +33,85 @@ pub struct PeerSession {
     pub peer_id: PeerId,
     /// Both sides support the Fast extension (BEP 6).
     pub fast: bool,
-    pub has: Bitfield,
+    /// The peer supports the extension protocol (BEP 10).
+    pub extensions: bool,
+    pub has: PeerHas,
+    /// How many pieces the peer has that we lack; we are interested while > 0.
+    pub wanted: u32,
+    /// A bitfield, have-all or have-none arrived (only one may, BEP 3 and 6).
+    pub announced: bool,
     pub peer_choking: bool,
     pub peer_interested: bool,
     pub am_interested: bool,
     pub am_choking: bool,
-    /// Our requests at this peer, with when they were sent.
-    pub requests: Vec<(BlockRef, Instant)>,
+    /// Our requests at this peer, oldest first, with when they were sent.
+    pub requests: VecDeque<(BlockRef, Instant)>,
     /// Pieces the peer lets us request while it chokes us.
     pub allowed_fast: Vec<u32>,
+    /// Pieces we let the peer request while we choke it.
+    pub allowed_fast_sent: Vec<u32>,
     /// The peer's request queue limit from its extension handshake.
     pub reqq: Option<usize>,
-    pub rate: Rate,
+    /// Its requests to us, oldest first (at most [`OUR_REQQ`]).
+    pub queue: VecDeque<BlockRef>,
+    /// Requests we dropped because the queue was full (no Fast extension to reject).
+    pub dropped_requests: u32,
+    /// Bytes handed to the transport and not yet known to be sent.
+    pub unsent: usize,
+    /// In the torrent's line of peers to upload to (at most once).
+    pub in_line: bool,
+    pub download: Rate,
+    pub upload: Rate,
     pub downloaded: u64,
+    pub uploaded: u64,
+    pub connected_at: Instant,
     pub last_received: Instant,
     pub last_sent: Instant,
+    /// When the last block arrived, and when the peer last unchoked us (snubbing).
+    pub last_block: Option<Instant>,
+    pub unchoked_us_at: Option<Instant>,
     /// Requests that timed out since the last block arrived.
     pub timeouts: u32,
+    /// Blocks we cancelled (or that a choke cancelled) and that may still arrive:
+    /// that many unrequested blocks are not held against the peer.
+    pub late_allowance: u32,
+    /// Blocks it sent that nobody asked for (beyond the allowance).
+    pub unrequested: u32,
 }
 
 impl PeerSession {
-    pub fn new(now: Instant, peer_id: PeerId, fast: bool, piece_count: u32) -> PeerSession {
+    pub fn new(now: Instant, peer_id: PeerId, fast: bool, extensions: bool, has: PeerHas) -> PeerSession {
         PeerSession {
             peer_id,
             fast,
-            has: Bitfield::new(piece_count),
+            extensions,
+            has,
+            wanted: 0,
+            announced: false,
             peer_choking: true,
             peer_interested: false,
             am_interested: false,
             am_choking: true,
-            requests: Vec::new(),
+            requests: VecDeque::new(),
             allowed_fast: Vec::new(),
+            allowed_fast_sent: Vec::new(),
             reqq: None,
-            rate: Rate::new(now),
+            queue: VecDeque::new(),
+            dropped_requests: 0,
+            unsent: 0,
+            in_line: false,
+            download: Rate::new(now),
+            upload: Rate::new(now),
             downloaded: 0,
+            uploaded: 0,
+            connected_at: now,
             last_received: now,
             last_sent: now,
+            last_block: None,
+            unchoked_us_at: None,
             timeouts: 0,
+            late_allowance: 0,
+            unrequested: 0,
         }
     }
 
@@ -108,68 +120,74 @@ impl PeerSession {
         if self.timeouts > 0 {
             return 1; // snubbed: probe with one request until it answers again
         }
-        let by_rate = (self.rate.bytes_per_second() * PIPELINE_SECONDS / f64::from(BLOCK)) as usize;
+        let by_rate = (self.download.bytes_per_second() * PIPELINE_SECONDS / f64::from(BLOCK)) as usize;
         let cap = self.reqq.unwrap_or(MAX_PIPELINE).clamp(1, MAX_PIPELINE);
         by_rate.max(MIN_PIPELINE).min(cap)
     }
 
-    /// May we request now (unchoked, or choked with allowed-fast pieces)?
+    /// May we request now (interested, and unchoked or holding allowed-fast pieces)?
     pub fn can_request(&self) -> bool {
         self.am_interested && (!self.peer_choking || (self.fast && !self.allowed_fast.is_empty()))
     }
 
     /// The blocks outstanding, without their times.
-    pub fn outstanding(&self) -> Vec<BlockRef> {
-        self.requests.iter().map(|(b, _)| *b).collect()
+    pub fn outstanding(&self, out: &mut Vec<BlockRef>) {
+        out.clear();
+        out.extend(self.requests.iter().map(|(b, _)| *b));
     }
 
-    /// Removes `block` from the outstanding requests; returns whether it was there.
-    pub fn take_request(&mut self, block: BlockRef) -> bool {
-        match self.requests.iter().position(|(b, _)| *b == block) {
-            Some(at) => {
-                self.requests.swap_remove(at);
-                true
-            }
-            None => false,
-        }
+    /// Removes `block` from our requests; returns when it was sent, if it was.
+    /// Blocks usually arrive in request order, so the search ends at the front.
+    pub fn take_request(&mut self, block: BlockRef) -> Option<Instant> {
+        let at = self.requests.iter().position(|(b, _)| *b == block)?;
+        self.requests.remove(at).map(|(_, sent)| sent)
     }
 
-    /// A block arrived from this peer.
+    /// A requested block arrived from this peer.
     pub fn on_block(&mut self, now: Instant, bytes: usize) {
-        self.rate.add(now, bytes as u64);
+        self.download.add(now, bytes as u64);
         self.downloaded += bytes as u64;
+        self.last_block = Some(now);
         self.timeouts = 0;
     }
 
-    /// Requests sent before `cutoff`: they time out and are returned.
-    pub fn expire_requests(&mut self, cutoff: Instant) -> Vec<BlockRef> {
-        let mut expired = Vec::new();
-        self.requests.retain(|(block, sent)| {
-            let keep = *sent > cutoff;
-            if !keep {
-                expired.push(*block);
+    /// Requests sent at or before `cutoff`: they time out and are returned.
+    pub fn expire_requests(&mut self, cutoff: Instant, expired: &mut Vec<BlockRef>) {
+        let before = expired.len();
+        while let Some(&(block, sent)) = self.requests.front() {
+            if sent > cutoff {
+                break;
             }
-            keep
-        });
-        if !expired.is_empty() {
+            self.requests.pop_front();
+            expired.push(block);
+        }
+        if expired.len() > before {
             self.timeouts += 1;
         }
-        expired
     }
 
     /// The peer choked us. Without the Fast extension that cancels every request
     /// (returned); with it, requests stand until the peer rejects them (BEP 6).
-    pub fn on_choke(&mut self) -> Vec<BlockRef> {
+    pub fn on_choke(&mut self, cancelled: &mut Vec<BlockRef>) {
         self.peer_choking = true;
-        if self.fast {
-            Vec::new()
-        } else {
-            self.requests.drain(..).map(|(b, _)| b).collect()
+        self.unchoked_us_at = None;
+        if !self.fast {
+            cancelled.extend(self.requests.drain(..).map(|(b, _)| b));
+            self.late_allowance = self.late_allowance.saturating_add(cancelled.len() as u32);
         }
     }
 
     pub fn oldest_request(&self) -> Option<Instant> {
-        self.requests.iter().map(|(_, sent)| *sent).min()
+        self.requests.front().map(|(_, sent)| *sent)
+    }
+
+    /// Snubbed: it unchokes us, we want something, and nothing came for `after`.
+    pub fn is_snubbing(&self, now: Instant, after: Duration) -> bool {
+        let Some(since) = self.unchoked_us_at else {
+            return false;
+        };
+        let quiet_since = self.last_block.map_or(since, |b| b.max(since));
+        self.am_interested && now.saturating_duration_since(quiet_since) >= after
     }
 }
 
@@ -178,13 +196,21 @@ mod tests {
     use super::*;
 
     fn session(fast: bool) -> PeerSession {
-        PeerSession::new(Instant::now(), PeerId([0; 20]), fast, 10)
+        PeerSession::new(Instant::now(), PeerId([0; 20]), fast, false, PeerHas::nothing(Some(10)))
+    }
+
+    fn block(index: u32, begin: u32) -> BlockRef {
+        BlockRef {
+            index,
+            begin,
+            length: BLOCK,
+        }
     }
 
     #[test]
     fn pipeline_grows_with_the_measured_rate_within_reqq() {
         let t0 = Instant::now();
-        let mut s = PeerSession::new(t0, PeerId([0; 20]), true, 10);
+        let mut s = PeerSession::new(t0, PeerId([0; 20]), true, false, PeerHas::All);
         assert_eq!(s.pipeline_target(), MIN_PIPELINE);
         // 110 blocks in 110 ms: ~16 MB/s, so about a second's worth is ~1000 blocks, capped.
         for i in 0..110 {
@@ -198,43 +224,43 @@ mod tests {
     #[test]
     fn choke_cancels_requests_only_without_fast() {
         let now = Instant::now();
-        let block = BlockRef {
-            index: 1,
-            begin: 0,
-            length: BLOCK,
-        };
         let mut plain = session(false);
-        plain.requests.push((block, now));
-        assert_eq!(plain.on_choke(), vec![block]);
+        plain.requests.push_back((block(1, 0), now));
+        let mut cancelled = Vec::new();
+        plain.on_choke(&mut cancelled);
+        assert_eq!(cancelled, vec![block(1, 0)]);
+        assert_eq!(plain.late_allowance, 1, "it may still arrive");
         let mut fast = session(true);
-        fast.requests.push((block, now));
-        assert!(fast.on_choke().is_empty());
-        assert!(fast.take_request(block) && !fast.take_request(block));
+        fast.requests.push_back((block(1, 0), now));
+        cancelled.clear();
+        fast.on_choke(&mut cancelled);
+        assert!(cancelled.is_empty());
+        assert!(fast.take_request(block(1, 0)).is_some() && fast.take_request(block(1, 0)).is_none());
     }
 
     #[test]
     fn expired_requests_snub_the_peer_until_data_arrives() {
         let t0 = Instant::now();
         let mut s = session(true);
-        s.requests.push((
-            BlockRef {
-                index: 0,
-                begin: 0,
-                length: BLOCK,
-            },
-            t0,
-        ));
-        s.requests.push((
-            BlockRef {
-                index: 0,
-                begin: BLOCK,
-                length: BLOCK,
-            },
-            t0 + Duration::from_secs(5),
-        ));
-        assert_eq!(s.expire_requests(t0 + Duration::from_secs(1)).len(), 1);
+        s.requests.push_back((block(0, 0), t0));
+        s.requests.push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
+        let mut expired = Vec::new();
+        s.expire_requests(t0 + Duration::from_secs(1), &mut expired);
+        assert_eq!(expired, vec![block(0, 0)]);
         assert_eq!(s.pipeline_target(), 1);
         s.on_block(t0 + Duration::from_secs(6), BLOCK as usize);
         assert!(s.pipeline_target() >= MIN_PIPELINE);
+    }
+
+    #[test]
+    fn a_peer_that_unchokes_and_sends_nothing_is_snubbing() {
+        let t0 = Instant::now();
+        let mut s = session(true);
+        s.am_interested = true;
+        s.unchoked_us_at = Some(t0);
+        assert!(!s.is_snubbing(t0 + Duration::from_secs(59), Duration::from_secs(60)));
+        assert!(s.is_snubbing(t0 + Duration::from_secs(60), Duration::from_secs(60)));
+        s.on_block(t0 + Duration::from_secs(61), 100);
+        assert!(!s.is_snubbing(t0 + Duration::from_secs(100), Duration::from_secs(60)));
     }
 }

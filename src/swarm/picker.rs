@@ -1,36 +1,44 @@
 //! The piece picker: which blocks to request from which peer.
 //!
 //! - Partial pieces first, so pieces complete (and can be verified and shared) soon.
-//! - Otherwise rarest first: among the pieces a peer has and we lack, those the fewest
-//!   connected peers have, with a random choice among the rarest few so that peers
-//!   starting together do not all fetch the same piece.
-//! - Endgame: once every missing block is requested, blocks already requested from
-//!   one peer may be requested from another too; the first copy wins and the
-//!   others are cancelled.
-//!
+//! - Otherwise rarest first (see [`PieceOrder`]): among the pieces a peer has and we
+//!   lack, those the fewest connected peers have, in random order within a rarity.
+//!   Seeds are counted apart (they add the same to every piece), so a `have all`
+//!   costs O(1), however many pieces the torrent has.
+//! - Endgame: once every missing block is requested, a block requested from one
+//!   peer may be requested from a second too; the first copy wins and the other
+//!   holder is returned so the caller can cancel it there.
 //! - Suspect pieces (they failed their hash check with blocks from several peers)
 //!   are fetched whole from one peer next time, so a second failure has a single
 //!   culprit; their blocks are never split between peers, in endgame or otherwise.
 //!
+//! Every requested block records which peer(s) hold the request, so a block can be
+//! told apart as wanted, a duplicate, or never asked of its sender, and endgame
+//! cancels go to exactly the other holder without scanning peers.
+//!
 //! Invariant (checked in debug builds): every piece is in exactly one of *had*,
-//! *in progress* (some block requested or received) or *not started*.
+//! *in progress* (some block requested or received) or *not started*; the counters
+//! of free blocks and unstarted pieces match the blocks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::bitfield::Bitfield;
+use super::order::PieceOrder;
+use super::PeerHas;
 use crate::random::Xorshift;
 use crate::wire::{BlockRef, BLOCK};
 
-/// How many of the rarest candidate pieces a random pick is made among.
-const RAREST_CHOICES: usize = 5;
-/// Most peers a block may be requested from at once in endgame.
-const ENDGAME_COPIES: u8 = 2;
+/// A peer, as the caller numbers them.
+pub type PeerKey = u32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Block {
     Free,
-    /// Requested from this many peers.
-    Requested(u8),
+    /// Requested from `by`, and in endgame perhaps from `also`.
+    Requested {
+        by: PeerKey,
+        also: Option<PeerKey>,
+    },
     Received,
 }
 
@@ -38,19 +46,20 @@ enum Block {
 struct Partial {
     blocks: Vec<Block>,
     received: u32,
+    free: u32,
     /// A suspect piece: all its blocks go to the one peer that started it.
     exclusive: bool,
 }
 
-/// What a received block meant.
+/// What a received block means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
-    /// Not something we asked for, or a copy we already had: drop it.
+    /// Not wanted (a second copy, a piece we have or restarted): drop it.
     Unwanted,
-    /// Stored; the piece is still incomplete.
-    Stored,
+    /// Stored; the piece is still incomplete. `cancel`: the other peer that was asked.
+    Stored { cancel: Option<PeerKey> },
     /// Stored, and it was the piece's last block: verify the piece now.
-    PieceComplete,
+    PieceComplete { cancel: Option<PeerKey> },
 }
 
 /// Block bookkeeping for one torrent.
@@ -59,24 +68,47 @@ pub struct Picker {
     piece_length: u64,
     total_length: u64,
     have: Bitfield,
+    /// Bytes of the pieces we do not have.
+    left: u64,
+    /// Peers with a bitfield that have each piece (seeds are counted in `seeds`).
     availability: Vec<u16>,
-    partial: HashMap<u32, Partial>,
+    seeds: u32,
+    order: PieceOrder,
+    partial: BTreeMap<u32, Partial>,
+    /// Partial pieces with a free block, not exclusive: where picking starts.
+    with_free: BTreeSet<u32>,
+    /// Free blocks summed over partial pieces.
+    free_blocks: u64,
     suspect: HashSet<u32>,
-    rng: Xorshift,
+    /// Exclusive pieces that lost a request and start over: the caller drops what
+    /// it kept for them (the hash in progress).
+    restarted: Vec<u32>,
 }
 
 impl Picker {
     pub fn new(piece_length: u64, total_length: u64, have: Bitfield, seed: u64) -> Picker {
-        let count = have.len() as usize;
-        Picker {
+        let count = have.len();
+        let mut rng = Xorshift::new(seed);
+        let order = PieceOrder::new(count, |p| !have.get(p), &mut rng);
+        let mut picker = Picker {
             piece_length,
             total_length,
-            have,
-            availability: vec![0; count],
-            partial: HashMap::new(),
+            left: 0,
+            availability: vec![0; count as usize],
+            seeds: 0,
+            order,
+            partial: BTreeMap::new(),
+            with_free: BTreeSet::new(),
+            free_blocks: 0,
             suspect: HashSet::new(),
-            rng: Xorshift::new(seed),
-        }
+            restarted: Vec::new(),
+            have,
+        };
+        picker.left = (0..count)
+            .filter(|&p| !picker.have.get(p))
+            .map(|p| u64::from(picker.piece_size(p)))
+            .sum();
+        picker
     }
 
     pub fn have(&self) -> &Bitfield {
@@ -87,9 +119,23 @@ impl Picker {
         self.have.is_full()
     }
 
+    /// Bytes still missing (O(1)).
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        self.have.len()
+    }
+
     pub fn piece_size(&self, piece: u32) -> u32 {
         let start = u64::from(piece) * self.piece_length;
         self.piece_length.min(self.total_length - start) as u32
+    }
+
+    /// The size of `piece`, or `None` past the end.
+    pub fn piece_size_checked(&self, piece: u32) -> Option<u32> {
+        (piece < self.piece_count()).then(|| self.piece_size(piece))
     }
 
     fn block_count(&self, piece: u32) -> usize {
@@ -105,6 +151,15 @@ impl Picker {
         }
     }
 
+    /// The block index of `r` if it is exactly one of our blocks.
+    fn block_index(&self, r: BlockRef) -> Option<usize> {
+        if r.index >= self.piece_count() || r.begin % BLOCK != 0 {
+            return None;
+        }
+        let block = (r.begin / BLOCK) as usize;
+        (block < self.block_count(r.index) && self.block_ref(r.index, block) == r).then_some(block)
+    }
+
     /// The piece failed with blocks from several peers: fetch it whole from one next time.
     pub fn mark_suspect(&mut self, piece: u32) {
         if !self.have.get(piece) {
@@ -117,114 +172,129 @@ impl Picker {
         self.partial.len()
     }
 
+    /// Exclusive pieces that started over since the last call.
+    pub fn take_restarted(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.restarted)
+    }
+
     // ------------------------------------------------------------ availability
 
-    pub fn peer_has_bitfield(&mut self, bits: &Bitfield) {
-        for piece in bits.iter_ones() {
-            self.availability[piece as usize] += 1;
+    /// A peer announced what it has (bitfield or have-all): O(pieces it has) for a
+    /// bitfield, O(1) for a seed.
+    pub fn peer_has_all_of(&mut self, has: &PeerHas) {
+        match has {
+            PeerHas::All => self.seeds += 1,
+            PeerHas::Bits(bits) => {
+                for piece in bits.iter_ones() {
+                    self.peer_has(piece);
+                }
+            }
+            PeerHas::Unchecked { .. } => {}
         }
     }
 
+    /// The reverse of [`peer_has_all_of`](Self::peer_has_all_of) (the peer left, or
+    /// its announcement is replaced).
+    pub fn peer_gone(&mut self, has: &PeerHas) {
+        match has {
+            PeerHas::All => self.seeds = self.seeds.saturating_sub(1),
+            PeerHas::Bits(bits) => {
+                for piece in bits.iter_ones() {
+                    let count = self.availability[piece as usize];
+                    if count > 0 {
+                        self.order.decrement(piece, count);
+                        self.availability[piece as usize] = count - 1;
+                    }
+                }
+            }
+            PeerHas::Unchecked { .. } => {}
+        }
+    }
+
+    /// A `have` from a peer with a bitfield.
     pub fn peer_has(&mut self, piece: u32) {
-        if let Some(count) = self.availability.get_mut(piece as usize) {
-            *count = count.saturating_add(1);
+        if let Some(&count) = self.availability.get(piece as usize) {
+            if count < u16::MAX {
+                self.order.increment(piece, count);
+                self.availability[piece as usize] = count + 1;
+            }
         }
-    }
-
-    pub fn peer_gone(&mut self, bits: &Bitfield) {
-        for piece in bits.iter_ones() {
-            let count = &mut self.availability[piece as usize];
-            *count = count.saturating_sub(1);
-        }
-    }
-
-    /// Whether `bits` holds a piece we still lack.
-    pub fn wants_from(&self, bits: &Bitfield) -> bool {
-        bits.iter_ones().any(|p| !self.have.get(p))
     }
 
     // ------------------------------------------------------------ picking
 
-    /// Picks up to `max` blocks for a peer that has `peer_has`; `allowed` narrows the
-    /// choice to some pieces (the allowed-fast set while choked). `outstanding`
-    /// lists the blocks already requested from this peer, so endgame never asks one
-    /// peer twice for the same block.
+    /// Picks up to `max` blocks for peer `peer`, which has `has`; `allowed` narrows the
+    /// choice to some pieces (the allowed-fast set while choked). A block is never
+    /// asked of the same peer twice: the picker knows who holds each request.
     pub fn pick(
         &mut self,
-        peer_has: &Bitfield,
+        peer: PeerKey,
+        has: &PeerHas,
         allowed: Option<&[u32]>,
-        outstanding: &[BlockRef],
         max: usize,
         out: &mut Vec<BlockRef>,
     ) {
+        let start = out.len();
         let usable = |picker: &Picker, piece: u32| {
-            peer_has.get(piece) && !picker.have.get(piece) && allowed.is_none_or(|a| a.contains(&piece))
+            has.get(piece) && !picker.have.get(piece) && allowed.is_none_or(|a| a.contains(&piece))
         };
         // 1. Free blocks of pieces in progress (not suspect ones: those stay with one peer).
-        let mut partial_pieces: Vec<u32> = self
-            .partial
-            .iter()
-            .filter(|(p, partial)| !partial.exclusive && usable(self, **p))
-            .map(|(p, _)| *p)
-            .collect();
-        partial_pieces.sort_unstable();
-        for piece in partial_pieces {
-            self.take_free(piece, max, out);
-            if out.len() >= max {
-                return;
+        let mut cursor = 0u32;
+        while out.len() - start < max {
+            let Some(&piece) = self.with_free.range(cursor..).next() else { break };
+            cursor = piece + 1;
+            if usable(self, piece) {
+                self.take_free(piece, peer, max - (out.len() - start), out);
             }
         }
         // 2. New pieces, rarest first.
-        while out.len() < max {
-            let mut candidates: Vec<(u16, u32)> = (0..self.have.len())
-                .filter(|&p| usable(self, p) && !self.partial.contains_key(&p))
-                .map(|p| (self.availability[p as usize], p))
-                .collect();
-            if candidates.is_empty() {
-                break;
-            }
-            let rarest = candidates.len().min(RAREST_CHOICES);
-            candidates.select_nth_unstable(rarest - 1);
-            candidates[..rarest].sort_unstable();
-            // Random among the pieces tied for rarest (at most a few of them).
-            let ties = candidates[..rarest]
+        while out.len() - start < max {
+            let next = self
+                .order
                 .iter()
-                .take_while(|c| c.0 == candidates[0].0)
-                .count();
-            let (_, piece) = candidates[self.rng.below(ties as u64) as usize];
-            let blocks = vec![Block::Free; self.block_count(piece)];
+                .find(|&p| !self.partial.contains_key(&p) && usable(self, p));
+            let Some(piece) = next else { break };
+            let blocks = self.block_count(piece);
             let exclusive = self.suspect.contains(&piece);
             self.partial.insert(
                 piece,
                 Partial {
-                    blocks,
+                    blocks: vec![Block::Free; blocks],
                     received: 0,
+                    free: blocks as u32,
                     exclusive,
                 },
             );
+            self.free_blocks += blocks as u64;
+            if !exclusive {
+                self.with_free.insert(piece);
+            }
             // A suspect piece is requested whole from this one peer.
-            let room = if exclusive { usize::MAX } else { max };
-            self.take_free(piece, room, out);
+            let room = if exclusive {
+                usize::MAX
+            } else {
+                max - (out.len() - start)
+            };
+            self.take_free(piece, peer, room, out);
         }
-        // 3. Endgame: nothing free is left; request blocks others are already fetching.
-        if out.len() < max && self.all_requested() {
-            let mut pieces: Vec<u32> = self
+        // 3. Endgame: nothing free is left; ask for blocks another peer is fetching.
+        if out.len() - start < max && self.all_requested() {
+            let pieces: Vec<u32> = self
                 .partial
                 .iter()
                 .filter(|(p, partial)| !partial.exclusive && usable(self, **p))
                 .map(|(p, _)| *p)
                 .collect();
-            pieces.sort_unstable();
-            for piece in pieces {
+            'pieces: for piece in pieces {
                 for block in 0..self.partial[&piece].blocks.len() {
-                    if out.len() >= max {
-                        return;
+                    if out.len() - start >= max {
+                        break 'pieces;
                     }
                     let r = self.block_ref(piece, block);
                     let state = &mut self.partial.get_mut(&piece).expect("listed").blocks[block];
-                    if let Block::Requested(n) = state {
-                        if *n < ENDGAME_COPIES && !outstanding.contains(&r) && !out.contains(&r) {
-                            *n += 1;
+                    if let Block::Requested { by, also: also @ None } = state {
+                        if *by != peer {
+                            *also = Some(peer);
                             out.push(r);
                         }
                     }
@@ -234,254 +304,154 @@ impl Picker {
         self.check_invariant();
     }
 
-    fn take_free(&mut self, piece: u32, max: usize, out: &mut Vec<BlockRef>) {
+    fn take_free(&mut self, piece: u32, peer: PeerKey, max: usize, out: &mut Vec<BlockRef>) {
+        let mut taken = 0;
         let count = self.partial[&piece].blocks.len();
         for block in 0..count {
-            if out.len() >= max {
-                return;
+            if taken >= max {
+                break;
             }
             let r = self.block_ref(piece, block);
-            let state = &mut self.partial.get_mut(&piece).expect("in progress").blocks[block];
-            if *state == Block::Free {
-                *state = Block::Requested(1);
+            let partial = self.partial.get_mut(&piece).expect("in progress");
+            if partial.blocks[block] == Block::Free {
+                partial.blocks[block] = Block::Requested { by: peer, also: None };
+                partial.free -= 1;
+                self.free_blocks -= 1;
+                taken += 1;
                 out.push(r);
             }
+        }
+        if self.partial[&piece].free == 0 {
+            self.with_free.remove(&piece);
         }
     }
 
     /// True when no missing block is free: every one is requested or received.
     pub fn all_requested(&self) -> bool {
-        let started = self.partial.len() as u32 + self.have.count();
-        started == self.have.len()
-            && self
-                .partial
-                .values()
-                .all(|p| p.blocks.iter().all(|b| *b != Block::Free))
+        self.order.len() == self.partial.len() && self.free_blocks == 0
     }
 
-    /// Whether endgame is on (a block may then be outstanding at several peers).
+    /// Whether endgame is on (a block may then be outstanding at two peers).
     pub fn in_endgame(&self) -> bool {
         self.all_requested() && !self.is_complete()
     }
 
     // ------------------------------------------------------------ results
 
-    /// A block arrived.
-    pub fn on_block(&mut self, r: BlockRef) -> Received {
-        if r.begin % BLOCK != 0 || self.have.get(r.index) {
+    /// Whether a block is still wanted (to be checked *before* writing it, so a
+    /// piece we have is never overwritten).
+    pub fn wants(&self, r: BlockRef) -> bool {
+        let Some(block) = self.block_index(r) else { return false };
+        self.partial
+            .get(&r.index)
+            .is_some_and(|p| p.blocks[block] != Block::Received)
+    }
+
+    /// A block from `from` was written: book it.
+    pub fn on_block(&mut self, r: BlockRef, from: PeerKey) -> Received {
+        let Some(block) = self.block_index(r) else {
             return Received::Unwanted;
-        }
-        let block = (r.begin / BLOCK) as usize;
-        let expected = match self.partial.get(&r.index) {
-            Some(p) if block < p.blocks.len() => self.block_ref(r.index, block),
-            _ => return Received::Unwanted,
         };
-        if expected != r {
+        let Some(partial) = self.partial.get_mut(&r.index) else {
             return Received::Unwanted;
-        }
-        let partial = self.partial.get_mut(&r.index).expect("checked");
-        match partial.blocks[block] {
-            Block::Received => Received::Unwanted,
-            // Free: an unrequested block (or one whose request timed out): take it anyway.
-            Block::Free | Block::Requested(_) => {
-                partial.blocks[block] = Block::Received;
-                partial.received += 1;
-                if partial.received as usize == partial.blocks.len() {
-                    Received::PieceComplete
+        };
+        let cancel = match partial.blocks[block] {
+            Block::Received => return Received::Unwanted,
+            Block::Free => {
+                partial.free -= 1;
+                self.free_blocks -= 1;
+                None
+            }
+            Block::Requested { by, also } => {
+                if by == from {
+                    also
                 } else {
-                    Received::Stored
+                    Some(by)
                 }
             }
+        };
+        partial.blocks[block] = Block::Received;
+        partial.received += 1;
+        let complete = partial.received as usize == partial.blocks.len();
+        if partial.free == 0 {
+            self.with_free.remove(&r.index);
+        }
+        if complete {
+            Received::PieceComplete { cancel }
+        } else {
+            Received::Stored { cancel }
         }
     }
 
-    /// A request will not be answered (timeout, reject, choke, disconnect): the block
-    /// goes back to the pool unless another peer still has it requested.
-    pub fn on_request_lost(&mut self, r: BlockRef) {
+    /// `from` will not deliver `r` (timeout, reject, choke, disconnect, cancel): the
+    /// block goes back to the pool unless another peer still has it requested.
+    pub fn on_request_lost(&mut self, r: BlockRef, from: PeerKey) {
+        let Some(block) = self.block_index(r) else { return };
         let Some(partial) = self.partial.get_mut(&r.index) else {
             return;
         };
-        if partial.exclusive {
-            // Its blocks must come from one peer: start the piece over.
-            self.partial.remove(&r.index);
-            return;
-        }
-        let Some(state) = partial.blocks.get_mut((r.begin / BLOCK) as usize) else {
+        let state = &mut partial.blocks[block];
+        let Block::Requested { by, also } = *state else {
             return;
         };
-        if let Block::Requested(n) = state {
-            *state = if *n > 1 {
-                Block::Requested(*n - 1)
-            } else {
-                Block::Free
-            };
+        if by != from && also != Some(from) {
+            return; // not this peer's request
         }
-        if partial.received == 0 && partial.blocks.iter().all(|b| *b == Block::Free) {
+        if partial.exclusive {
+            // Its blocks must come from one peer: start the piece over.
+            let partial = self.partial.remove(&r.index).expect("present");
+            self.free_blocks -= u64::from(partial.free);
+            self.restarted.push(r.index);
+            return;
+        }
+        *state = match (by == from, also) {
+            (true, Some(other)) => Block::Requested { by: other, also: None },
+            (false, _) => Block::Requested { by, also: None },
+            (true, None) => {
+                partial.free += 1;
+                self.free_blocks += 1;
+                self.with_free.insert(r.index);
+                Block::Free
+            }
+        };
+        // Nothing of it requested or received any more: it is not started after all.
+        if partial.received == 0 && partial.free as usize == partial.blocks.len() {
+            let free = u64::from(partial.free);
             self.partial.remove(&r.index);
+            self.free_blocks -= free;
+            self.with_free.remove(&r.index);
         }
     }
 
     /// The piece's hash was checked: on success it is ours, otherwise every block
     /// must be fetched again.
     pub fn on_verified(&mut self, piece: u32, ok: bool) {
-        self.partial.remove(&piece);
-        if ok {
-            self.have.set(piece);
+        if let Some(partial) = self.partial.remove(&piece) {
+            self.free_blocks -= u64::from(partial.free);
+        }
+        self.with_free.remove(&piece);
+        if ok && self.have.set(piece) {
             self.suspect.remove(&piece);
+            self.left -= u64::from(self.piece_size(piece));
+            self.order.remove(piece, self.availability[piece as usize]);
         }
         self.check_invariant();
     }
 
     fn check_invariant(&self) {
         if cfg!(debug_assertions) {
-            for piece in self.partial.keys() {
+            let mut free = 0;
+            for (piece, partial) in &self.partial {
                 debug_assert!(!self.have.get(*piece), "piece {piece} both had and in progress");
+                let counted = partial.blocks.iter().filter(|b| **b == Block::Free).count();
+                debug_assert_eq!(counted as u32, partial.free, "piece {piece}");
+                free += counted as u64;
             }
+            debug_assert_eq!(free, self.free_blocks);
+            debug_assert_eq!(self.order.len() as u32, self.have.len() - self.have.count());
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn picker(pieces: u32) -> Picker {
-        Picker::new(
-            2 * u64::from(BLOCK),
-            u64::from(pieces) * 2 * u64::from(BLOCK) - 100,
-            Bitfield::new(pieces),
-            7,
-        )
-    }
-
-    #[test]
-    fn rarest_pieces_are_picked_first() {
-        let mut p = picker(10);
-        let everyone = Bitfield::full(10);
-        for _ in 0..3 {
-            p.peer_has_bitfield(&everyone);
-        }
-        // Pieces 8 and 9 are held by one more peer... except piece 3, held by the fewest.
-        p.peer_gone(&Bitfield::from_bytes(&[0x10, 0x00], 10));
-        let mut out = Vec::new();
-        p.pick(&everyone, None, &[], 2, &mut out);
-        assert_eq!(
-            out.iter().map(|b| b.index).collect::<Vec<_>>(),
-            vec![3, 3],
-            "both blocks of the rarest piece"
-        );
-    }
-
-    #[test]
-    fn partial_pieces_are_finished_first_and_lengths_are_exact() {
-        let mut p = picker(3);
-        let all = Bitfield::full(3);
-        let mut first = Vec::new();
-        p.pick(&all, None, &[], 1, &mut first);
-        let mut next = Vec::new();
-        p.pick(&all, None, &first, 1, &mut next);
-        assert_eq!(next[0].index, first[0].index, "the started piece continues");
-        assert_ne!(next[0].begin, first[0].begin);
-        let asked: Vec<_> = first.iter().chain(&next).copied().collect();
-        let mut rest = Vec::new();
-        p.pick(&all, None, &asked, 100, &mut rest);
-        let last = rest
-            .iter()
-            .find(|b| b.index == 2 && b.begin == BLOCK)
-            .expect("last block");
-        assert_eq!(last.length, BLOCK - 100, "the torrent's last block is short");
-        assert_eq!(first.len() + next.len() + rest.len(), 6);
-    }
-
-    #[test]
-    fn blocks_complete_pieces_and_lost_requests_return_to_the_pool() {
-        let mut p = picker(2);
-        let all = Bitfield::full(2);
-        let mut blocks = Vec::new();
-        p.pick(&all, None, &[], 4, &mut blocks);
-        assert!(p.in_endgame());
-        p.on_request_lost(blocks[0]);
-        assert!(!p.in_endgame(), "a lost request frees its block");
-        let mut again = Vec::new();
-        p.pick(&all, None, &blocks[1..], 4, &mut again);
-        assert_eq!(again, vec![blocks[0]]);
-        let piece = blocks[0].index;
-        let same_piece: Vec<_> = blocks.iter().filter(|b| b.index == piece).copied().collect();
-        assert_eq!(p.on_block(same_piece[0]), Received::Stored);
-        assert_eq!(p.on_block(same_piece[0]), Received::Unwanted, "a duplicate copy");
-        assert_eq!(p.on_block(same_piece[1]), Received::PieceComplete);
-        p.on_verified(piece, false);
-        assert!(!p.have().get(piece));
-        let mut refetch = Vec::new();
-        p.pick(&all, None, &[], 10, &mut refetch);
-        assert_eq!(
-            refetch.iter().filter(|b| b.index == piece).count(),
-            2,
-            "a failed piece is fetched again"
-        );
-    }
-
-    #[test]
-    fn endgame_requests_a_block_from_a_second_peer_only() {
-        let mut p = picker(1);
-        let all = Bitfield::full(1);
-        let mut from_a = Vec::new();
-        p.pick(&all, None, &[], 10, &mut from_a);
-        assert_eq!(from_a.len(), 2);
-        let mut from_b = Vec::new();
-        p.pick(&all, None, &[], 10, &mut from_b);
-        assert_eq!(from_b, from_a, "endgame: the same blocks from another peer");
-        let mut from_c = Vec::new();
-        p.pick(&all, None, &[], 10, &mut from_c);
-        assert!(from_c.is_empty(), "at most two copies");
-        let mut again_a = Vec::new();
-        p.pick(&all, None, &from_a, 10, &mut again_a);
-        assert!(again_a.is_empty(), "never twice from one peer");
-    }
-
-    #[test]
-    fn suspect_pieces_go_whole_to_one_peer_and_restart_when_a_request_is_lost() {
-        let mut p = Picker::new(4 * u64::from(BLOCK), 8 * u64::from(BLOCK), Bitfield::new(2), 3);
-        let all = Bitfield::full(2);
-        p.mark_suspect(0);
-        p.mark_suspect(1);
-        let mut a = Vec::new();
-        p.pick(&all, None, &[], 1, &mut a);
-        assert_eq!(a.len(), 4, "the whole piece despite max = 1");
-        let mut b = Vec::new();
-        p.pick(&all, None, &[], 10, &mut b);
-        assert!(
-            b.iter().all(|x| x.index != a[0].index),
-            "never shared with another peer: {a:?} {b:?}"
-        );
-        assert_eq!(p.on_block(a[0]), Received::Stored);
-        p.on_request_lost(a[1]);
-        let mut c = Vec::new();
-        p.pick(&all, None, &[], 10, &mut c);
-        assert_eq!(c.len(), 4, "the piece starts over, whole: {c:?}");
-        assert!(c.iter().all(|x| x.index == a[0].index));
-    }
-
-    #[test]
-    fn allowed_fast_narrows_the_choice_and_unwanted_blocks_are_refused() {
-        let mut p = picker(10);
-        let all = Bitfield::full(10);
-        let mut out = Vec::new();
-        p.pick(&all, Some(&[7]), &[], 10, &mut out);
-        assert!(out.iter().all(|b| b.index == 7) && out.len() == 2);
-        let bogus = BlockRef {
-            index: 1,
-            begin: 5,
-            length: BLOCK,
-        };
-        assert_eq!(p.on_block(bogus), Received::Unwanted);
-        assert_eq!(
-            p.on_block(BlockRef {
-                index: 99,
-                begin: 0,
-                length: BLOCK
-            }),
-            Received::Unwanted
-        );
-    }
-}
+mod tests;

@@ -189,12 +189,25 @@ impl std::error::Error for WireError {}
 /// Sizes a torrent allows, for checking length prefixes.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    pub piece_count: u32,
+    /// `None` before the metadata is known (a magnet link): a bitfield may then be
+    /// as long as the largest torrent's, and its size is checked when the
+    /// metadata arrives.
+    pub piece_count: Option<u32>,
 }
 
 impl Limits {
+    /// Limits for a torrent of `piece_count` pieces.
+    pub fn pieces(piece_count: u32) -> Limits {
+        Limits {
+            piece_count: Some(piece_count),
+        }
+    }
+
     fn bitfield_bytes(&self) -> usize {
-        (self.piece_count as usize).div_ceil(8)
+        match self.piece_count {
+            Some(count) => (count as usize).div_ceil(8),
+            None => crate::metainfo::MAX_PIECES.div_ceil(8),
+        }
     }
 
     /// The largest message of kind `id` (the length prefix's value).
@@ -264,7 +277,9 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Message<'a>,
         id::NOT_INTERESTED => need(0).map(|_| Message::NotInterested)?,
         id::HAVE => need(4).map(|_| Message::Have(be32(body)))?,
         id::BITFIELD => {
-            check_bitfield(body, limits.piece_count)?;
+            if let Some(count) = limits.piece_count {
+                check_bitfield(body, count)?;
+            }
             Message::Bitfield(body)
         }
         id::REQUEST => need(12).map(|_| Message::Request(block(body)))?,
@@ -396,7 +411,7 @@ pub fn allowed_fast_set_for(address: u32, info_hash: &InfoHash, piece_count: u32
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { piece_count: 20 };
+    const LIMITS: Limits = Limits { piece_count: Some(20) };
 
     #[test]
     fn allowed_fast_matches_the_bep_6_vectors() {

@@ -1,0 +1,184 @@
+//! Blocks on their way in: checked against what we asked the sender for, written
+//! to disk (and only then booked), endgame copies cancelled, finished pieces
+//! verified, and good ones announced with `have`.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use log::{info, trace, warn};
+
+use super::bans::Strike;
+use super::messages::{Violation, MAX_UNREQUESTED};
+use super::{Output, Torrent, TorrentEvent};
+use crate::swarm::{PeerKey, Received};
+use crate::wire::{BlockRef, Message};
+
+impl Torrent {
+    /// A `piece` message. The payload borrows the reader's buffer and goes to disk
+    /// from there; the block is booked only once the write succeeded.
+    pub(super) fn on_piece(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        out: &mut Output,
+    ) -> Result<(), Violation> {
+        let block = BlockRef {
+            index,
+            begin,
+            length: data.len() as u32,
+        };
+        let peer = self.pool.get_mut(key).expect("active");
+        let ip = peer.addr.ip();
+        let session = peer.session_mut().expect("active");
+        session.last_received = now;
+        if session.take_request(block).is_none() {
+            // Nobody asked this peer for it: a race with a cancel or a choke, or a
+            // peer writing into pieces of others. Never written, counted as wasted.
+            self.stats.wasted += data.len() as u64;
+            self.stats.unrequested_blocks += 1;
+            if session.late_allowance > 0 {
+                session.late_allowance -= 1;
+                return Ok(());
+            }
+            session.unrequested += 1;
+            if session.unrequested > MAX_UNREQUESTED {
+                return Err(Violation::UnrequestedBlocks(session.unrequested));
+            }
+            return Ok(());
+        }
+        session.on_block(now, data.len());
+        let Some(meta) = &mut self.meta else {
+            self.stats.wasted += data.len() as u64;
+            return Ok(());
+        };
+        if !meta.picker.wants(block) {
+            // Requested, but a copy from another peer won (endgame) or the piece restarted.
+            self.stats.wasted += data.len() as u64;
+            return Ok(());
+        }
+        if let Err(e) = meta.store.write_block(index, begin, data) {
+            meta.picker.on_request_lost(block, key);
+            self.fail(format!("cannot write: {e}"));
+            return Ok(());
+        }
+        self.stats.downloaded += data.len() as u64;
+        let contributors = meta.contributors.entry(index).or_default();
+        if !contributors.contains(&ip) {
+            contributors.push(ip);
+        }
+        let (cancel, complete) = match meta.picker.on_block(block, key) {
+            Received::Unwanted => (None, false),
+            Received::Stored { cancel } => (cancel, false),
+            Received::PieceComplete { cancel } => (cancel, true),
+        };
+        if let Some(other) = cancel {
+            // Endgame: the other peer asked for this block can stop.
+            self.cancel_at(now, other, block, out);
+        }
+        if complete {
+            self.piece_finished(now, index, out);
+        }
+        Ok(())
+    }
+
+    /// Cancels our request for `block` at `key`.
+    fn cancel_at(&mut self, now: Instant, key: PeerKey, block: BlockRef, out: &mut Output) {
+        let Some(peer) = self.pool.get_mut(key) else { return };
+        let conn = peer.conn;
+        let Some(session) = peer.session_mut() else { return };
+        if session.take_request(block).is_some() {
+            session.late_allowance = session.late_allowance.saturating_add(1);
+            session.last_sent = now;
+            out.message(key, conn, &Message::Cancel(block));
+        }
+    }
+
+    fn piece_finished(&mut self, now: Instant, piece: u32, out: &mut Output) {
+        let meta = self.meta.as_mut().expect("loaded");
+        let ok = match meta.store.verify(piece) {
+            Ok(ok) => ok,
+            Err(e) => return self.fail(format!("cannot read back: {e}")),
+        };
+        meta.picker.on_verified(piece, ok);
+        let contributors = meta.contributors.remove(&piece).unwrap_or_default();
+        if !ok {
+            let size = u64::from(meta.picker.piece_size(piece));
+            self.stats.downloaded = self.stats.downloaded.saturating_sub(size);
+            self.stats.wasted += size;
+            return self.piece_failed(now, piece, contributors, out);
+        }
+        trace!("piece {piece} verified");
+        self.events.push_back(TorrentEvent::Verified(piece));
+        // Tell peers that lack it; peers that have it have one piece less for us.
+        for key in self.pool.keys() {
+            let Some(peer) = self.pool.get_mut(key) else { continue };
+            let conn = peer.conn;
+            let Some(session) = peer.session_mut() else { continue };
+            if session.has.get(piece) {
+                session.wanted = session.wanted.saturating_sub(1);
+                if session.wanted == 0 {
+                    self.update_interest(now, key, out);
+                }
+            } else {
+                out.message(key, conn, &Message::Have(piece));
+            }
+        }
+        if self.is_complete() {
+            let stats = self.stats;
+            info!("download complete: {} bytes, {} wasted", stats.downloaded, stats.wasted);
+            self.events.push_back(TorrentEvent::Completed);
+            // Seeds do not keep connections to other seeds.
+            for key in self.pool.keys() {
+                if self.pool.session(key).is_some_and(|s| s.has.is_seed()) {
+                    self.remove_peer(now, key, false, out);
+                }
+            }
+        }
+    }
+
+    /// A piece failed its hash check. With one contributor that IP is struck; with
+    /// several we cannot tell who lied, so the piece is fetched whole from one peer
+    /// next time and a second failure names the culprit.
+    fn piece_failed(&mut self, now: Instant, piece: u32, contributors: Vec<IpAddr>, out: &mut Output) {
+        let meta = self.meta.as_mut().expect("loaded");
+        if contributors.len() > 1 {
+            warn!("piece {piece} failed its hash check (blocks from {contributors:?}); refetching it from one peer");
+            meta.picker.mark_suspect(piece);
+            return;
+        }
+        warn!("piece {piece} failed its hash check; striking {contributors:?}");
+        for ip in contributors {
+            if self.bans.bad_data(ip, now) == Strike::Banned {
+                warn!("{ip} banned after bad pieces");
+                let keys: Vec<PeerKey> = self
+                    .pool
+                    .iter()
+                    .filter(|(_, p)| p.addr.ip() == ip)
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in keys {
+                    let addr = self.pool.get(key).expect("listed").addr;
+                    self.remove_peer(now, key, false, out);
+                    self.pool.forget(addr);
+                }
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, why: String) {
+        warn!("{why}");
+        self.events.push_back(TorrentEvent::Failed(why));
+    }
+
+    /// Exclusive pieces that started over: what we kept for them goes (fix: a
+    /// restarted suspect piece has no contributors, so its next failure names one).
+    pub(super) fn drop_restarted(&mut self) {
+        let Some(meta) = &mut self.meta else { return };
+        for piece in meta.picker.take_restarted() {
+            meta.contributors.remove(&piece);
+        }
+    }
+}
