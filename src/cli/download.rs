@@ -36,7 +36,10 @@ pub fn run_download(args: Args) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(UNSUPPORTED));
         }
         let torrent = Metainfo::parse(&read_torrent(source)?).map_err(|e| format!("{source}: {e}"))?;
-        if torrents.iter().any(|t: &Metainfo| t.info_hash == torrent.info_hash) {
+        if torrents
+            .iter()
+            .any(|t: &Metainfo| t.info_hash == torrent.info_hash)
+        {
             return Err(format!("{source}: the same torrent is given twice"));
         }
         torrents.push(torrent);

@@ -52,7 +52,10 @@ impl Console {
         let stats = torrent.stats();
         let total = torrent.total_length().unwrap_or(0).max(1);
         let have = total - torrent.left().unwrap_or(total);
-        let (before, at) = self.last.insert(item.key, (stats.downloaded, now)).unwrap_or((0, self.started));
+        let (before, at) = self
+            .last
+            .insert(item.key, (stats.downloaded, now))
+            .unwrap_or((0, self.started));
         let seconds = now.saturating_duration_since(at).as_secs_f64().max(1e-3);
         let rate = stats.downloaded.saturating_sub(before) as f64 / seconds;
         let peers = torrent.peer_counts();

@@ -97,9 +97,14 @@ pub enum Outcome {
 enum State {
     Downloading,
     /// Complete: `completed` is being announced before the stop.
-    Completing { deadline: Instant },
+    Completing {
+        deadline: Instant,
+    },
     /// Graceful stop in progress, with the outcome to report.
-    Stopping { outcome: Outcome, deadline: Instant },
+    Stopping {
+        outcome: Outcome,
+        deadline: Instant,
+    },
     Done(Outcome),
 }
 
@@ -143,7 +148,11 @@ fn err(e: impl std::fmt::Display) -> String {
 impl Download {
     /// Opens the session, adds every torrent (checking existing data), announces
     /// and connects.
-    pub fn start(rx: &mut Reactor<Owner>, torrents: &[Metainfo], options: DownloadOptions) -> Result<Download, String> {
+    pub fn start(
+        rx: &mut Reactor<Owner>,
+        torrents: &[Metainfo],
+        options: DownloadOptions,
+    ) -> Result<Download, String> {
         // Signals first: from the first announce on, Ctrl+C must mean a graceful stop.
         let signal = if options.watch_signals {
             use signal_hook::consts::{SIGINT, SIGTERM};
@@ -166,7 +175,11 @@ impl Download {
             closed: false,
         };
         for metainfo in torrents {
-            let key = match download.session.add_torrent(rx, Source::Torrent(metainfo), download.options.output.clone()) {
+            let key = match download.session.add_torrent(
+                rx,
+                Source::Torrent(metainfo),
+                download.options.output.clone(),
+            ) {
                 Ok(key) => key,
                 Err(e) => {
                     download.session.close(rx);
@@ -369,7 +382,9 @@ impl Download {
     fn on_stall(&mut self, rx: &mut Reactor<Owner>) {
         for index in 0..self.items.len() {
             let key = self.items[index].key;
-            let Some(torrent) = self.session.torrent(key) else { continue };
+            let Some(torrent) = self.session.torrent(key) else {
+                continue;
+            };
             let got = torrent.stats().downloaded;
             let stuck = got == self.items[index].checked && self.items[index].state == State::Downloading;
             self.items[index].checked = got;
@@ -498,7 +513,12 @@ pub fn run_many(torrents: &[Metainfo], options: DownloadOptions) -> Result<RunSu
     Ok(summarize(&download, report, started.elapsed(), rx.now()))
 }
 
-fn summarize(download: &Download, report: Result<Report, String>, elapsed: Duration, now: Instant) -> RunSummary {
+fn summarize(
+    download: &Download,
+    report: Result<Report, String>,
+    elapsed: Duration,
+    now: Instant,
+) -> RunSummary {
     let session = download.session();
     let mut torrents = Vec::new();
     for (item, (name, outcome)) in download.items.iter().zip(download.outcomes()) {
@@ -508,7 +528,10 @@ fn summarize(download: &Download, report: Result<Report, String>, elapsed: Durat
             name,
             outcome: outcome.unwrap_or(Outcome::Interrupted),
             stats: torrent.stats(),
-            pieces: torrent.have().map(|h| h.iter_ones().collect()).unwrap_or_default(),
+            pieces: torrent
+                .have()
+                .map(|h| h.iter_ones().collect())
+                .unwrap_or_default(),
             banned: torrent.banned(now),
         });
     }

@@ -196,7 +196,13 @@ mod tests {
     use super::*;
 
     fn session(fast: bool) -> PeerSession {
-        PeerSession::new(Instant::now(), PeerId([0; 20]), fast, false, PeerHas::nothing(Some(10)))
+        PeerSession::new(
+            Instant::now(),
+            PeerId([0; 20]),
+            fast,
+            false,
+            PeerHas::nothing(Some(10)),
+        )
     }
 
     fn block(index: u32, begin: u32) -> BlockRef {
@@ -243,7 +249,8 @@ mod tests {
         let t0 = Instant::now();
         let mut s = session(true);
         s.requests.push_back((block(0, 0), t0));
-        s.requests.push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
+        s.requests
+            .push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
         let mut expired = Vec::new();
         s.expire_requests(t0 + Duration::from_secs(1), &mut expired);
         assert_eq!(expired, vec![block(0, 0)]);

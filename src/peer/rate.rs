@@ -40,7 +40,9 @@ impl Rate {
     pub fn at(&self, now: Instant) -> f64 {
         let idle = now.saturating_duration_since(self.window_start).as_secs_f64();
         if idle <= 1.0 {
-            return self.bytes_per_second.max(self.window_bytes as f64 / idle.max(0.1));
+            return self
+                .bytes_per_second
+                .max(self.window_bytes as f64 / idle.max(0.1));
         }
         // Average over the idle window, which the next add() would sample anyway.
         let pending = self.window_bytes as f64 / idle;

@@ -37,7 +37,11 @@ impl PieceOrder {
             position[piece as usize] = at as u32;
         }
         let ends = vec![order.len() as u32];
-        PieceOrder { order, position, ends }
+        PieceOrder {
+            order,
+            position,
+            ends,
+        }
     }
 
     /// The pieces in rarest-first order.

@@ -241,7 +241,9 @@ impl Picker {
         // 1. Free blocks of pieces in progress (not suspect ones: those stay with one peer).
         let mut cursor = 0u32;
         while out.len() - start < max {
-            let Some(&piece) = self.with_free.range(cursor..).next() else { break };
+            let Some(&piece) = self.with_free.range(cursor..).next() else {
+                break;
+            };
             cursor = piece + 1;
             if usable(self, piece) {
                 self.take_free(piece, peer, max - (out.len() - start), out);
@@ -292,7 +294,11 @@ impl Picker {
                     }
                     let r = self.block_ref(piece, block);
                     let state = &mut self.partial.get_mut(&piece).expect("listed").blocks[block];
-                    if let Block::Requested { by, also: also @ None } = state {
+                    if let Block::Requested {
+                        by,
+                        also: also @ None,
+                    } = state
+                    {
                         if *by != peer {
                             *also = Some(peer);
                             out.push(r);
@@ -341,7 +347,9 @@ impl Picker {
     /// Whether a block is still wanted (to be checked *before* writing it, so a
     /// piece we have is never overwritten).
     pub fn wants(&self, r: BlockRef) -> bool {
-        let Some(block) = self.block_index(r) else { return false };
+        let Some(block) = self.block_index(r) else {
+            return false;
+        };
         self.partial
             .get(&r.index)
             .is_some_and(|p| p.blocks[block] != Block::Received)
@@ -405,7 +413,10 @@ impl Picker {
             return;
         }
         *state = match (by == from, also) {
-            (true, Some(other)) => Block::Requested { by: other, also: None },
+            (true, Some(other)) => Block::Requested {
+                by: other,
+                also: None,
+            },
             (false, _) => Block::Requested { by, also: None },
             (true, None) => {
                 partial.free += 1;

@@ -208,6 +208,9 @@ mod tests {
         }
         assert!(bans.len() <= 4 * MAX_ENTRIES);
         let last = SocketAddr::from((std::net::Ipv4Addr::from(MAX_ENTRIES as u32 + 499), 1));
-        assert!(bans.is_banned(last, now + Duration::from_secs(20)), "the newest ban is kept");
+        assert!(
+            bans.is_banned(last, now + Duration::from_secs(20)),
+            "the newest ban is kept"
+        );
     }
 }

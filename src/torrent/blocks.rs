@@ -86,7 +86,9 @@ impl Torrent {
 
     /// Cancels our request for `block` at `key`.
     fn cancel_at(&mut self, now: Instant, key: PeerKey, block: BlockRef, out: &mut Output) {
-        let Some(peer) = self.pool.get_mut(key) else { return };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return;
+        };
         let conn = peer.conn;
         let Some(session) = peer.session_mut() else { return };
         if session.take_request(block).is_some() {
@@ -114,9 +116,13 @@ impl Torrent {
         self.events.push_back(TorrentEvent::Verified(piece));
         // Tell peers that lack it; peers that have it have one piece less for us.
         for key in self.pool.keys() {
-            let Some(peer) = self.pool.get_mut(key) else { continue };
+            let Some(peer) = self.pool.get_mut(key) else {
+                continue;
+            };
             let conn = peer.conn;
-            let Some(session) = peer.session_mut() else { continue };
+            let Some(session) = peer.session_mut() else {
+                continue;
+            };
             if session.has.get(piece) {
                 session.wanted = session.wanted.saturating_sub(1);
                 if session.wanted == 0 {
@@ -128,7 +134,10 @@ impl Torrent {
         }
         if self.is_complete() {
             let stats = self.stats;
-            info!("download complete: {} bytes, {} wasted", stats.downloaded, stats.wasted);
+            info!(
+                "download complete: {} bytes, {} wasted",
+                stats.downloaded, stats.wasted
+            );
             self.events.push_back(TorrentEvent::Completed);
             // Seeds do not keep connections to other seeds.
             for key in self.pool.keys() {

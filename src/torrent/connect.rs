@@ -63,10 +63,19 @@ impl Torrent {
     }
 
     /// An outgoing connection to `addr` is opening on `conn`: our handshake is queued.
-    pub fn handle_connecting(&mut self, now: Instant, addr: SocketAddr, conn: HandleId, out: &mut Output) -> PeerKey {
+    pub fn handle_connecting(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        conn: HandleId,
+        out: &mut Output,
+    ) -> PeerKey {
         let key = self.pool.insert(now, conn, addr, false, PeerState::Connecting);
         self.send_handshake(key, conn, out);
-        self.schedule_deadline(key, now + self.config.connect_timeout + self.config.handshake_timeout);
+        self.schedule_deadline(
+            key,
+            now + self.config.connect_timeout + self.config.handshake_timeout,
+        );
         key
     }
 
@@ -125,8 +134,16 @@ impl Torrent {
     }
 
     /// The handshake of an outgoing peer arrived. Returns whether it is still connected.
-    pub(super) fn on_handshake(&mut self, now: Instant, key: PeerKey, handshake: &Handshake, out: &mut Output) -> bool {
-        let Some(peer) = self.pool.get(key) else { return false };
+    pub(super) fn on_handshake(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        handshake: &Handshake,
+        out: &mut Output,
+    ) -> bool {
+        let Some(peer) = self.pool.get(key) else {
+            return false;
+        };
         let addr = peer.addr;
         if handshake.info_hash != self.info_hash {
             debug!("peer {addr} answered for another torrent");
@@ -153,8 +170,15 @@ impl Torrent {
         let fast = handshake.supports(FAST);
         let extensions = handshake.supports(EXTENSION_PROTOCOL);
         let piece_count = self.meta.as_ref().map(|m| m.picker.piece_count());
-        let session = PeerSession::new(now, handshake.peer_id, fast, extensions, PeerHas::nothing(piece_count));
-        self.pool.set_state(key, now, PeerState::Active(Box::new(session)));
+        let session = PeerSession::new(
+            now,
+            handshake.peer_id,
+            fast,
+            extensions,
+            PeerHas::nothing(piece_count),
+        );
+        self.pool
+            .set_state(key, now, PeerState::Active(Box::new(session)));
         let peer = self.pool.get(key).expect("just activated");
         let (conn, addr) = (peer.conn, peer.addr);
         self.pool.retry_succeeded(&addr);
@@ -203,7 +227,14 @@ impl Torrent {
 
     /// The connection of `key` ended on the peer's side (end of file, error, failed
     /// connect): the peer is removed and may be tried again later.
-    pub fn handle_disconnected(&mut self, now: Instant, key: PeerKey, conn: HandleId, why: &str, out: &mut Output) {
+    pub fn handle_disconnected(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        conn: HandleId,
+        why: &str,
+        out: &mut Output,
+    ) {
         if !self.pool.is_current(key, conn) {
             return;
         }
@@ -225,6 +256,7 @@ impl Torrent {
     pub fn remove_peer(&mut self, now: Instant, key: PeerKey, reconnect: bool, out: &mut Output) {
         let Some(peer) = self.pool.remove(key) else { return };
         out.close(peer.conn);
+        self.compact_deadlines();
         self.requestable.remove(&key);
         self.uploading.retain(|k| *k != key);
         self.choker.peer_gone(key);
@@ -237,6 +269,7 @@ impl Torrent {
                 }
                 meta.picker.peer_gone(&session.has);
             }
+            self.drop_restarted();
             self.events.push_back(TorrentEvent::PeerGone {
                 peer_id: session.peer_id,
                 addr: peer.addr,
@@ -271,7 +304,9 @@ impl Torrent {
         let count = meta.picker.piece_count();
         let mut liars = Vec::new();
         for key in self.pool.keys() {
-            let Some(session) = self.pool.session_mut(key) else { continue };
+            let Some(session) = self.pool.session_mut(key) else {
+                continue;
+            };
             let has = std::mem::replace(&mut session.has, PeerHas::nothing(Some(count)));
             match has.check(count) {
                 Some(has) => {

@@ -51,11 +51,12 @@ impl Deadlines {
         }
     }
 
-    /// Rebuilds the heap from the live peers' deadlines when it holds many stale
-    /// entries (more than twice the live ones plus slack).
-    pub fn compact(&mut self, live: usize, peers: impl Iterator<Item = (Slot, Instant)>) {
+    /// Drops stale entries when they outnumber live ones (more than twice the live
+    /// peers plus slack). The heap keeps its capacity, so its memory stays at the
+    /// most it ever needed instead of shrinking and growing again.
+    pub fn compact(&mut self, live: usize, is_live: impl Fn(Slot, Instant) -> bool) {
         if self.heap.len() > 2 * live + 64 {
-            self.heap = peers.map(|(slot, at)| Reverse((at, slot))).collect();
+            self.heap.retain(|Reverse((at, slot))| is_live(*slot, *at));
         }
     }
 
@@ -95,7 +96,7 @@ mod tests {
             due,
             vec![(t0 + Duration::from_secs(5), a), (t0 + Duration::from_secs(7), b)]
         );
-        d.compact(0, std::iter::empty());
+        d.compact(0, |_, _| false);
         assert_eq!(d.len(), 1, "small heaps are left alone");
     }
 }

@@ -141,9 +141,18 @@ impl Torrent {
     }
 
     /// One message from an active peer.
-    fn on_message(&mut self, now: Instant, key: PeerKey, message: Message<'_>, out: &mut Output) -> Result<(), Violation> {
+    fn on_message(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        message: Message<'_>,
+        out: &mut Output,
+    ) -> Result<(), Violation> {
         let count = self.meta.as_ref().map(|m| m.picker.piece_count());
-        let session = self.pool.session_mut(key).expect("messages come from active peers");
+        let session = self
+            .pool
+            .session_mut(key)
+            .expect("messages come from active peers");
         match message {
             Message::KeepAlive | Message::Port(_) | Message::Suggest(_) | Message::Unknown(_) => {}
             Message::Choke => {
@@ -259,7 +268,10 @@ impl Torrent {
                     return Err(Violation::FastWithoutFast);
                 }
                 let in_range = count.is_none_or(|c| piece < c);
-                if in_range && session.allowed_fast.len() < MAX_ALLOWED_FAST && !session.allowed_fast.contains(&piece) {
+                if in_range
+                    && session.allowed_fast.len() < MAX_ALLOWED_FAST
+                    && !session.allowed_fast.contains(&piece)
+                {
                     session.allowed_fast.push(piece);
                 }
                 self.update_requestable(key);
@@ -284,7 +296,10 @@ impl Torrent {
         session.has = has;
         // Seeds do not keep connections to other seeds.
         if self.is_complete() && self.pool.session(key).is_some_and(|s| s.has.is_seed()) {
-            debug!("peer {} is a seed, as are we: disconnecting", self.pool.get(key).expect("active").addr);
+            debug!(
+                "peer {} is a seed, as are we: disconnecting",
+                self.pool.get(key).expect("active").addr
+            );
             self.remove_peer(now, key, false, out);
             return;
         }
@@ -293,7 +308,9 @@ impl Torrent {
 
     /// Sends `interested` or `not interested` when what the peer has for us changed.
     pub(super) fn update_interest(&mut self, now: Instant, key: PeerKey, out: &mut Output) {
-        let Some(peer) = self.pool.get_mut(key) else { return };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return;
+        };
         let conn = peer.conn;
         let Some(session) = peer.session_mut() else { return };
         let wants = session.wanted > 0 && !self.stopping;

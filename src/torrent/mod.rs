@@ -200,7 +200,14 @@ impl Torrent {
 
     /// The metadata is known and its data checked: `have` are the pieces verified
     /// on disk. Peers already connected get their announcements checked now.
-    pub fn set_metadata(&mut self, now: Instant, metainfo: &Metainfo, store: Storage, have: Bitfield, out: &mut Output) {
+    pub fn set_metadata(
+        &mut self,
+        now: Instant,
+        metainfo: &Metainfo,
+        store: Storage,
+        have: Bitfield,
+        out: &mut Output,
+    ) {
         let piece_count = metainfo.info.pieces.len() as u32;
         let picker = Picker::new(
             metainfo.info.piece_length,

@@ -199,11 +199,19 @@ impl PeerPool {
     }
 
     /// Adds a connection; returns its key.
-    pub fn insert(&mut self, now: Instant, conn: HandleId, addr: SocketAddr, incoming: bool, state: PeerState) -> PeerKey {
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        conn: HandleId,
+        addr: SocketAddr,
+        incoming: bool,
+        state: PeerState,
+    ) -> PeerKey {
         self.serial += 1;
         self.counts.add(&state, 1);
         if let PeerState::Active(session) = &state {
-            self.by_id.insert(session.peer_id, self.peers.vacant_key() as PeerKey);
+            self.by_id
+                .insert(session.peer_id, self.peers.vacant_key() as PeerKey);
         }
         trace!("peer {addr} {}", state.name());
         let key = self.peers.insert(Peer {
@@ -221,7 +229,9 @@ impl PeerPool {
 
     /// The one function that changes a peer's state.
     pub fn set_state(&mut self, key: PeerKey, now: Instant, state: PeerState) {
-        let Some(peer) = self.peers.get_mut(key as usize) else { return };
+        let Some(peer) = self.peers.get_mut(key as usize) else {
+            return;
+        };
         trace!("peer {} {} -> {}", peer.addr, peer.state.name(), state.name());
         self.counts.add(&peer.state, -1);
         self.counts.add(&state, 1);
@@ -256,11 +266,21 @@ impl PeerPool {
     /// Schedules a reconnection to `addr` after a backoff of `base` doubling per
     /// failure, up to `attempts` failures; `useful`: it gave us data, so the count
     /// starts over. Returns whether a retry was scheduled.
-    pub fn schedule_retry(&mut self, addr: SocketAddr, now: Instant, useful: bool, base: Duration, attempts: u32) -> bool {
+    pub fn schedule_retry(
+        &mut self,
+        addr: SocketAddr,
+        now: Instant,
+        useful: bool,
+        base: Duration,
+        attempts: u32,
+    ) -> bool {
         if !self.retries.contains_key(&addr) && self.retries.len() >= self.retry_limit {
             return false;
         }
-        let retry = self.retries.entry(addr).or_insert(Retry { failures: 0, at: None });
+        let retry = self.retries.entry(addr).or_insert(Retry {
+            failures: 0,
+            at: None,
+        });
         retry.failures = if useful { 1 } else { retry.failures + 1 };
         if let Some(at) = retry.at.take() {
             self.due.remove(&at);

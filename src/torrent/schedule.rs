@@ -15,7 +15,9 @@ impl Torrent {
             return;
         }
         let Some(meta) = &mut self.meta else { return };
-        let Some(peer) = self.pool.get_mut(key) else { return };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return;
+        };
         let conn = peer.conn;
         let Some(session) = peer.session_mut() else { return };
         if !session.can_request() {
@@ -70,7 +72,8 @@ impl Torrent {
             PeerState::Connecting => peer.since + config.connect_timeout + config.handshake_timeout,
             PeerState::Handshaking => peer.since + config.handshake_timeout,
             PeerState::Active(s) => {
-                let mut at = (s.last_received + config.silence_timeout).min(s.last_sent + config.keepalive_interval);
+                let mut at =
+                    (s.last_received + config.silence_timeout).min(s.last_sent + config.keepalive_interval);
                 if let Some(oldest) = s.oldest_request() {
                     at = at.min(oldest + config.request_timeout);
                 }
@@ -81,8 +84,11 @@ impl Torrent {
     }
 
     pub(super) fn schedule_deadline(&mut self, key: PeerKey, at: std::time::Instant) {
-        let Some(peer) = self.pool.get_mut(key) else { return };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return;
+        };
         let slot = peer.slot(key);
         self.deadlines.schedule(slot, at, &mut peer.next_deadline);
+        self.compact_deadlines();
     }
 }

@@ -39,29 +39,38 @@ impl Torrent {
         }
         self.pool.release_due(now);
         while let Some((at, slot)) = self.deadlines.pop_due(now) {
-            let Some(peer) = self.pool.get_mut(slot.key) else { continue };
+            let Some(peer) = self.pool.get_mut(slot.key) else {
+                continue;
+            };
             if peer.serial != slot.serial || peer.next_deadline != Some(at) {
                 continue; // superseded
             }
             peer.next_deadline = None;
             self.check_peer(now, slot.key, out);
         }
-        let live = self.pool.len();
-        let pool = &self.pool;
-        self.deadlines.compact(
-            live,
-            pool.iter()
-                .filter_map(|(key, p)| p.next_deadline.map(|at| (p.slot(key), at))),
-        );
+        self.compact_deadlines();
         if self.choker.is_due(now) {
             self.rechoke(now, out);
         }
     }
 
+    /// Rebuilds the deadline heap when stale entries (of peers gone or deadlines
+    /// moved) outnumber live ones: amortised O(1) per push or removal.
+    pub(super) fn compact_deadlines(&mut self) {
+        let live = self.pool.len();
+        let pool = &self.pool;
+        self.deadlines.compact(live, |slot, at| {
+            pool.get(slot.key)
+                .is_some_and(|p| p.serial == slot.serial && p.next_deadline == Some(at))
+        });
+    }
+
     /// One peer's deadline came: drop it, expire requests, or keep it alive.
     fn check_peer(&mut self, now: Instant, key: PeerKey, out: &mut Output) {
         let config = self.config.clone();
-        let Some(peer) = self.pool.get_mut(key) else { return };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return;
+        };
         let (conn, addr) = (peer.conn, peer.addr);
         match &mut peer.state {
             PeerState::Connecting | PeerState::Handshaking => {

@@ -119,13 +119,21 @@ impl Choker {
 
 impl Torrent {
     /// A `request` from `key`.
-    pub(super) fn on_request(&mut self, now: Instant, key: PeerKey, block: BlockRef, out: &mut Output) -> Result<(), Violation> {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        block: BlockRef,
+        out: &mut Output,
+    ) -> Result<(), Violation> {
         let Some(meta) = &self.meta else {
             return self.refuse(key, block, out);
         };
         let size = meta.picker.piece_size_checked(block.index);
         let in_piece = size.is_some_and(|size| {
-            block.length > 0 && block.length <= BLOCK && u64::from(block.begin) + u64::from(block.length) <= u64::from(size)
+            block.length > 0
+                && block.length <= BLOCK
+                && u64::from(block.begin) + u64::from(block.length) <= u64::from(size)
         });
         if !in_piece {
             return Err(Violation::BadRequest(block));
@@ -174,7 +182,9 @@ impl Torrent {
         let mut served = 0;
         let mut misses = 0;
         while budget.blocks > 0 && misses <= self.uploading.len() {
-            let Some(key) = self.uploading.pop_front() else { break };
+            let Some(key) = self.uploading.pop_front() else {
+                break;
+            };
             if let Some(session) = self.pool.session_mut(key) {
                 session.in_line = false;
             }
@@ -192,14 +202,22 @@ impl Torrent {
 
     /// One block for `key`, which is put back in line if it has more to get.
     fn serve_one(&mut self, now: Instant, key: PeerKey, budget: &mut ServeBudget, out: &mut Output) -> Turn {
-        let Some(meta) = &mut self.meta else { return Turn::Nothing };
-        let Some(peer) = self.pool.get_mut(key) else { return Turn::Nothing };
+        let Some(meta) = &mut self.meta else {
+            return Turn::Nothing;
+        };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return Turn::Nothing;
+        };
         let conn = peer.conn;
-        let Some(session) = peer.session_mut() else { return Turn::Nothing };
+        let Some(session) = peer.session_mut() else {
+            return Turn::Nothing;
+        };
         if session.unsent >= MAX_UNSENT {
             return Turn::Nothing; // back in line when its connection drains
         }
-        let Some(block) = session.queue.pop_front() else { return Turn::Nothing };
+        let Some(block) = session.queue.pop_front() else {
+            return Turn::Nothing;
+        };
         if u64::from(block.length) > budget.bytes {
             session.queue.push_front(block);
             session.in_line = true;
@@ -216,7 +234,10 @@ impl Torrent {
             out.bytes.extend_from_slice(&block.begin.to_be_bytes());
             let data = out.bytes.len();
             out.bytes.resize(data + block.length as usize, 0);
-            if let Err(e) = meta.store.read_block(block.index, block.begin, &mut out.bytes[data..]) {
+            if let Err(e) = meta
+                .store
+                .read_block(block.index, block.begin, &mut out.bytes[data..])
+            {
                 out.bytes.truncate(start);
                 self.fail(format!("cannot read for upload: {e}"));
                 return Turn::NoTokens;
@@ -240,7 +261,9 @@ impl Torrent {
     /// Puts `key` in line for uploads if it has requests, room on its connection,
     /// and is not in line already: each peer is in line at most once.
     fn enqueue_upload(&mut self, key: PeerKey) {
-        let Some(session) = self.pool.session_mut(key) else { return };
+        let Some(session) = self.pool.session_mut(key) else {
+            return;
+        };
         if !session.in_line && !session.queue.is_empty() && session.unsent < MAX_UNSENT {
             session.in_line = true;
             self.uploading.push_back(key);
@@ -249,14 +272,18 @@ impl Torrent {
 
     /// The driver wrote to `key`'s connection and `unsent` bytes are still queued.
     pub fn handle_sent(&mut self, key: PeerKey, unsent: usize) {
-        let Some(session) = self.pool.session_mut(key) else { return };
+        let Some(session) = self.pool.session_mut(key) else {
+            return;
+        };
         session.unsent = unsent;
         self.enqueue_upload(key);
     }
 
     /// `key`'s connection sent everything queued.
     pub fn handle_drained(&mut self, key: PeerKey) {
-        let Some(session) = self.pool.session_mut(key) else { return };
+        let Some(session) = self.pool.session_mut(key) else {
+            return;
+        };
         session.unsent = 0;
         self.enqueue_upload(key);
     }
@@ -277,14 +304,21 @@ impl Torrent {
             .filter_map(|(key, p)| p.session().map(|s| (key, s)))
             .filter(|(_, s)| s.peer_interested && !(seeding && s.has.is_seed()))
             .map(|(key, s)| {
-                let rate = if seeding { s.upload.at(now) } else { s.download.at(now) };
+                let rate = if seeding {
+                    s.upload.at(now)
+                } else {
+                    s.download.at(now)
+                };
                 (rate as u64, key)
             })
             .collect();
         ranked.sort_unstable_by(|a, b| b.cmp(a));
         let mut unchoke: HashSet<PeerKey> = ranked.iter().take(self.choker.slots).map(|(_, k)| *k).collect();
         let rotate = self.choker.next_optimistic.is_none_or(|at| at <= now)
-            || self.choker.optimistic.is_none_or(|k| !ranked.iter().any(|(_, r)| *r == k));
+            || self
+                .choker
+                .optimistic
+                .is_none_or(|k| !ranked.iter().any(|(_, r)| *r == k));
         if rotate {
             let rest: Vec<PeerKey> = ranked.iter().skip(self.choker.slots).map(|(_, k)| *k).collect();
             self.choker.optimistic = if rest.is_empty() {
@@ -298,9 +332,13 @@ impl Torrent {
             unchoke.insert(optimistic);
         }
         for key in self.pool.keys() {
-            let Some(peer) = self.pool.get_mut(key) else { continue };
+            let Some(peer) = self.pool.get_mut(key) else {
+                continue;
+            };
             let conn = peer.conn;
-            let Some(session) = peer.session_mut() else { continue };
+            let Some(session) = peer.session_mut() else {
+                continue;
+            };
             let choke = !unchoke.contains(&key);
             if choke == session.am_choking {
                 continue;

@@ -411,7 +411,9 @@ pub fn allowed_fast_set_for(address: u32, info_hash: &InfoHash, piece_count: u32
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { piece_count: Some(20) };
+    const LIMITS: Limits = Limits {
+        piece_count: Some(20),
+    };
 
     #[test]
     fn allowed_fast_matches_the_bep_6_vectors() {

@@ -9,6 +9,7 @@ pub mod libtorrent;
 pub mod opentracker;
 pub mod seeders;
 pub mod trackers;
+pub mod world;
 
 use std::time::{Duration, Instant};
 

@@ -49,8 +49,16 @@ impl Session {
         }
     }
 
-    pub(super) fn on_incoming_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, slot: u32, event: Event) {
-        let Some(pending) = self.incoming.get(slot, id) else { return };
+    pub(super) fn on_incoming_event(
+        &mut self,
+        rx: &mut Reactor<Owner>,
+        id: HandleId,
+        slot: u32,
+        event: Event,
+    ) {
+        let Some(pending) = self.incoming.get(slot, id) else {
+            return;
+        };
         match event {
             Event::Readable => {
                 let decoded = match rx.tcp_received(id) {
@@ -100,7 +108,10 @@ impl Session {
         };
         let entry = &mut self.torrents[key as usize];
         let peer = entry.torrent.vacant_key();
-        if rx.set_owner(pending.conn, Owner::Peer(self.key, key, peer)).is_err() {
+        if rx
+            .set_owner(pending.conn, Owner::Peer(self.key, key, peer))
+            .is_err()
+        {
             return;
         }
         match entry
@@ -141,7 +152,9 @@ impl Session {
     }
 
     fn rearm_session_timer(&mut self, rx: &mut Reactor<Owner>) {
-        let Some(deadline) = self.incoming.next_deadline() else { return };
+        let Some(deadline) = self.incoming.next_deadline() else {
+            return;
+        };
         if self.timer.is_none() {
             self.timer = rx.timer(Owner::SessionTimer(self.key)).ok();
         }
@@ -152,7 +165,14 @@ impl Session {
 
     // ------------------------------------------------------------ peers
 
-    pub(super) fn on_peer_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, key: TorrentKey, peer: u32, event: Event) {
+    pub(super) fn on_peer_event(
+        &mut self,
+        rx: &mut Reactor<Owner>,
+        id: HandleId,
+        key: TorrentKey,
+        peer: u32,
+        event: Event,
+    ) {
         let now = rx.now();
         let Some(entry) = self.torrents.get_mut(key as usize) else {
             return;
@@ -166,8 +186,12 @@ impl Session {
             Event::Readable => self.read_peer(rx, key, peer, id),
             Event::Drained => torrent.handle_drained(peer),
             Event::Eof => torrent.handle_disconnected(now, peer, id, "closed the connection", &mut self.out),
-            Event::ConnectFailed(e) => torrent.handle_disconnected(now, peer, id, &format!("unreachable: {e}"), &mut self.out),
-            Event::Error(e) => torrent.handle_disconnected(now, peer, id, &format!("failed: {e}"), &mut self.out),
+            Event::ConnectFailed(e) => {
+                torrent.handle_disconnected(now, peer, id, &format!("unreachable: {e}"), &mut self.out)
+            }
+            Event::Error(e) => {
+                torrent.handle_disconnected(now, peer, id, &format!("failed: {e}"), &mut self.out)
+            }
             Event::Closed(_) => torrent.handle_closed(now, peer, id, &mut self.out),
             _ => {}
         }
@@ -177,7 +201,9 @@ impl Session {
     /// Feeds what the stream holds to the torrent and consumes what it used.
     fn read_peer(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey, peer: u32, conn: HandleId) {
         let now = rx.now();
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return };
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return;
+        };
         let used = match rx.tcp_received(conn) {
             Ok(buffer) if !buffer.is_empty() => entry.torrent.handle_bytes(now, peer, buffer, &mut self.out),
             _ => return,
@@ -199,7 +225,9 @@ impl Session {
         if !self.waiting.is_empty() && self.budget_has_room() {
             self.connect_waiting(rx);
         }
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return };
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return;
+        };
         if entry.phase == Phase::Stopped {
             return;
         }
@@ -233,7 +261,9 @@ impl Session {
                         Err(e) => {
                             if let Some(entry) = self.torrents.get_mut(key as usize) {
                                 let why = format!("write failed: {e}");
-                                entry.torrent.handle_disconnected(now, peer, conn, &why, &mut self.out);
+                                entry
+                                    .torrent
+                                    .handle_disconnected(now, peer, conn, &why, &mut self.out);
                             }
                         }
                     },
@@ -249,7 +279,9 @@ impl Session {
 
     /// Updates the session-wide connection counts from the torrent's own.
     pub(super) fn settle(&mut self, key: TorrentKey) {
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return };
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return;
+        };
         let now = entry.torrent.peer_counts();
         let before = std::mem::replace(&mut entry.counts, now);
         self.connections = self.connections + now.total() - before.total();
@@ -265,7 +297,9 @@ impl Session {
         let mut turns = self.waiting.len();
         while turns > 0 && self.budget_has_room() {
             turns -= 1;
-            let Some(key) = self.waiting.pop_front() else { break };
+            let Some(key) = self.waiting.pop_front() else {
+                break;
+            };
             if let Some(entry) = self.torrents.get_mut(key as usize) {
                 entry.waiting = false;
             }
@@ -282,21 +316,26 @@ impl Session {
         let timeout = self.config.torrent.connect_timeout;
         loop {
             self.settle(key);
-            let Some(entry) = self.torrents.get_mut(key as usize) else { return };
+            let Some(entry) = self.torrents.get_mut(key as usize) else {
+                return;
+            };
             if entry.phase == Phase::Stopped || self.closed {
                 return;
             }
             if !entry.torrent.wants_connections() {
                 return;
             }
-            if !(self.half_open < self.config.max_half_open && self.connections < self.config.max_connections) {
+            if !(self.half_open < self.config.max_half_open && self.connections < self.config.max_connections)
+            {
                 if !entry.waiting {
                     entry.waiting = true;
                     self.waiting.push_back(key);
                 }
                 return;
             }
-            let Some(addr) = entry.torrent.poll_connect(now) else { return };
+            let Some(addr) = entry.torrent.poll_connect(now) else {
+                return;
+            };
             let peer = entry.torrent.vacant_key();
             match rx.tcp_connect(addr, Owner::Peer(self.key, key, peer), Some(timeout)) {
                 Ok(conn) => {
@@ -318,29 +357,39 @@ impl Session {
 
     /// Torrent events become session events; completion is announced.
     fn take_torrent_events(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey) {
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return };
-        while let Some(event) = entry.torrent.poll_event() {
-            match event {
+        let now = rx.now();
+        loop {
+            let Some(entry) = self.torrents.get_mut(key as usize) else {
+                return;
+            };
+            let Some(event) = entry.torrent.poll_event() else {
+                break;
+            };
+            let event = match event {
                 TorrentEvent::Completed => {
-                    entry.trackers.completed(rx.now());
-                    self.events.push_back(SessionEvent::Completed(key));
+                    entry.trackers.completed(now);
+                    SessionEvent::Completed(key)
                 }
-                TorrentEvent::Failed(why) => self.events.push_back(SessionEvent::Failed(key, why)),
+                TorrentEvent::Failed(why) => SessionEvent::Failed(key, why),
                 TorrentEvent::PeerGone {
                     peer_id,
                     addr,
                     downloaded,
                     uploaded,
-                } => self.events.push_back(SessionEvent::PeerGone {
+                } => SessionEvent::PeerGone {
                     torrent: key,
                     peer_id,
                     addr,
                     downloaded,
                     uploaded,
-                }),
-                TorrentEvent::Verified(_) => {}
-            }
+                },
+                TorrentEvent::Verified(_) => continue,
+            };
+            self.push_event(event);
         }
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return;
+        };
         if entry.phase != Phase::Stopped {
             let transfer = transfer(&entry.torrent);
             entry.trackers.poll(rx, &mut self.trackers, transfer);
@@ -348,7 +397,9 @@ impl Session {
     }
 
     fn rearm_torrent_timer(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey) {
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return };
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return;
+        };
         let deadline = [entry.torrent.poll_timeout(), entry.trackers.poll_timeout()]
             .into_iter()
             .flatten()
@@ -380,8 +431,12 @@ impl Session {
         while left > 0 && !self.serving.is_empty() {
             let mut served_this_pass = 0;
             for _ in 0..self.serving.len() {
-                let Some(key) = self.serving.pop_front() else { break };
-                let Some(entry) = self.torrents.get_mut(key as usize) else { continue };
+                let Some(key) = self.serving.pop_front() else {
+                    break;
+                };
+                let Some(entry) = self.torrents.get_mut(key as usize) else {
+                    continue;
+                };
                 let mut share = ServeBudget {
                     blocks: left.min(8),
                     bytes: u64::MAX,
@@ -390,7 +445,11 @@ impl Session {
                 left -= served;
                 served_this_pass += served;
                 self.flush(rx, key);
-                if self.torrents.get(key as usize).is_some_and(|e| e.torrent.wants_to_serve()) {
+                if self
+                    .torrents
+                    .get(key as usize)
+                    .is_some_and(|e| e.torrent.wants_to_serve())
+                {
                     self.serving.push_back(key);
                 }
                 if left == 0 {

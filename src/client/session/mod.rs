@@ -48,6 +48,10 @@ use incoming::Incoming;
 /// A torrent of a session, by slab key.
 pub type TorrentKey = u32;
 
+/// Events kept for a front end that does not poll: past this the oldest go, and
+/// are counted, so a queue nobody reads cannot grow without bound.
+pub const MAX_EVENTS: usize = 4096;
+
 /// Knobs of a session.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -90,13 +94,15 @@ impl Default for SessionConfig {
 /// Connections the process can afford: a share of its open-file limit, leaving
 /// room for files, trackers and the loop itself.
 fn default_max_connections() -> usize {
-    let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| {
-        limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|n| n.parse::<usize>().ok())
-    });
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse::<usize>().ok())
+        });
     match soft {
         Some(limit) => limit.saturating_sub(128).clamp(16, 500),
         None => 200,
@@ -172,6 +178,7 @@ pub struct Session {
     serving: VecDeque<TorrentKey>,
     serve_queued: bool,
     events: VecDeque<SessionEvent>,
+    events_dropped: u64,
     closed: bool,
 }
 
@@ -196,6 +203,7 @@ impl Session {
             serving: VecDeque::new(),
             serve_queued: false,
             events: VecDeque::new(),
+            events_dropped: 0,
             closed: false,
             config,
         };
@@ -246,7 +254,10 @@ impl Session {
 
     /// The addresses we listen on.
     pub fn listen_addrs(&self, rx: &mut Reactor<Owner>) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| rx.local_addr(*l).ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| rx.local_addr(*l).ok())
+            .collect()
     }
 
     pub fn torrent(&self, key: TorrentKey) -> Option<&Torrent> {
@@ -279,7 +290,9 @@ impl Session {
 
     /// Announces in flight for `key` (for the stop deadline).
     pub fn announces_in_flight(&self, key: TorrentKey) -> usize {
-        self.torrents.get(key as usize).map_or(0, |e| e.trackers.in_flight())
+        self.torrents
+            .get(key as usize)
+            .map_or(0, |e| e.trackers.in_flight())
     }
 
     /// Announces in flight for every torrent.
@@ -289,7 +302,9 @@ impl Session {
 
     /// The last announces of `key`: (tracker, event, answered).
     pub fn tracker_history(&self, key: TorrentKey) -> &[(String, AnnounceEvent, bool)] {
-        self.torrents.get(key as usize).map_or(&[], |e| &e.trackers.history)
+        self.torrents
+            .get(key as usize)
+            .map_or(&[], |e| &e.trackers.history)
     }
 
     pub fn tracker_client(&self) -> &TrackerClient {
@@ -303,6 +318,19 @@ impl Session {
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
+    }
+
+    /// Events dropped because nobody polled them (see [`MAX_EVENTS`]).
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    pub(super) fn push_event(&mut self, event: SessionEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back(event);
     }
 
     /// Sizes of the session's own tables, for leak tests: torrents, info hashes,
@@ -324,7 +352,12 @@ impl Session {
 
     /// Adds a torrent saving into `output` (ignored for a magnet link until its
     /// metadata arrives). Checks existing data, announces and starts connecting.
-    pub fn add_torrent(&mut self, rx: &mut Reactor<Owner>, source: Source<'_>, output: PathBuf) -> Result<TorrentKey, String> {
+    pub fn add_torrent(
+        &mut self,
+        rx: &mut Reactor<Owner>,
+        source: Source<'_>,
+        output: PathBuf,
+    ) -> Result<TorrentKey, String> {
         let (info_hash, name, tiers) = match &source {
             Source::Torrent(m) => (m.info_hash, m.info.name.clone(), m.trackers.clone()),
             Source::Magnet(m) => (
@@ -374,7 +407,11 @@ impl Session {
             waiting: false,
         }) as TorrentKey;
         self.by_hash.insert(info_hash, key);
-        info!("added torrent {} ({})", self.torrents[key as usize].name, info_hash.to_hex());
+        info!(
+            "added torrent {} ({})",
+            self.torrents[key as usize].name,
+            info_hash.to_hex()
+        );
         self.after(rx, key);
         Ok(key)
     }
@@ -392,7 +429,9 @@ impl Session {
     /// every tracker told `started`. Returns how many announces went out.
     pub fn stop_torrent(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey) -> usize {
         let now = rx.now();
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return 0 };
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return 0;
+        };
         if entry.phase == Phase::Stopped {
             return 0;
         }
@@ -419,7 +458,10 @@ impl Session {
 
     /// Stops every torrent (graceful part); returns the announces sent.
     pub fn stop_all(&mut self, rx: &mut Reactor<Owner>) -> usize {
-        self.torrent_keys().into_iter().map(|k| self.stop_torrent(rx, k)).sum()
+        self.torrent_keys()
+            .into_iter()
+            .map(|k| self.stop_torrent(rx, k))
+            .sum()
     }
 
     /// Forgets a stopped torrent whose announces are done (the daemon's remove).
@@ -507,7 +549,9 @@ impl Session {
     }
 
     fn on_torrent_timer(&mut self, rx: &mut Reactor<Owner>, id: HandleId, key: TorrentKey, event: Event) {
-        let Some(entry) = self.torrents.get_mut(key as usize) else { return };
+        let Some(entry) = self.torrents.get_mut(key as usize) else {
+            return;
+        };
         if entry.timer != Some(id) {
             return;
         }
@@ -529,7 +573,10 @@ fn open_storage(output: &std::path::Path, metainfo: &Metainfo) -> Result<(Storag
     let count = metainfo.info.pieces.len() as u32;
     let have = if resume {
         let have = store.check_existing().map_err(|e| e.to_string())?;
-        info!("resume: {} of {count} pieces already verified on disk", have.count());
+        info!(
+            "resume: {} of {count} pieces already verified on disk",
+            have.count()
+        );
         have
     } else {
         Bitfield::new(count)
@@ -551,7 +598,10 @@ fn transfer(torrent: &Torrent) -> Transfer {
 impl Drop for Session {
     fn drop(&mut self) {
         if !self.closed && !self.listeners.is_empty() && !std::thread::panicking() {
-            warn!("session {} dropped without close(); the reactor closes its handles", self.key);
+            warn!(
+                "session {} dropped without close(); the reactor closes its handles",
+                self.key
+            );
         }
     }
 }

@@ -191,7 +191,12 @@ fn allowed_fast_narrows_the_choice_and_foreign_blocks_are_not_wanted() {
 #[test]
 fn seeds_and_bitfields_on_a_huge_torrent_cost_what_they_hold() {
     let pieces = 1 << 20;
-    let mut p = Picker::new(u64::from(BLOCK), u64::from(pieces) * u64::from(BLOCK), Bitfield::new(pieces), 1);
+    let mut p = Picker::new(
+        u64::from(BLOCK),
+        u64::from(pieces) * u64::from(BLOCK),
+        Bitfield::new(pieces),
+        1,
+    );
     let started = std::time::Instant::now();
     for _ in 0..10_000 {
         p.peer_has_all_of(&PeerHas::All);
