@@ -35,6 +35,7 @@
 //! every open one through the same close path; running the loop drains the closing
 //! queue; [`Reactor::finish`] proves the table is empty or names what is not.
 
+mod accept;
 mod buffer;
 mod closing;
 mod event;
@@ -60,6 +61,7 @@ pub use id::HandleId;
 pub use stats::{Busy, HandleInfo, PerKind, Report, Stats};
 pub use table::{HandleKind, HandleState};
 
+use accept::Reserve;
 use table::{Handle, Resource, Table};
 use tcp::Stream;
 use timer::{TimerEntry, TimerQueue, TimerState};
@@ -182,6 +184,8 @@ pub struct Reactor<O: Copy + Debug> {
     counts: Stats,
     /// Scratch space reused by the timers phase.
     due: Vec<TimerEntry>,
+    /// A descriptor kept in reserve for refusing connections when none is left.
+    reserve: Reserve,
 }
 
 impl<O: Copy + Debug> Reactor<O> {
@@ -206,6 +210,7 @@ impl<O: Copy + Debug> Reactor<O> {
             finished: false,
             counts: Stats::default(),
             due: Vec::new(),
+            reserve: Reserve::default(),
         })
     }
 
@@ -229,6 +234,7 @@ impl<O: Copy + Debug> Reactor<O> {
             self.update_time();
         }
         while alive && !self.stop_requested {
+            self.counts.iterations += 1;
             self.update_time();
             self.run_timers(handler);
             let timeout = self.poll_timeout(mode);

@@ -1,43 +1,19 @@
-//! TCP: the listener and stream resources (a stream with its read buffer and write
-//! queue), the `tcp_*` methods of the reactor, and what a TCP readiness event means
-//! (accepted, connected, connect failed, readable, drained, end of file).
+//! TCP streams: the stream resource (with its read buffer and write queue), the
+//! `tcp_*` methods of the reactor for streams, and what a stream's readiness event
+//! means (connected, connect failed, readable, drained, end of file). Listeners and
+//! accepting are in `accept.rs`.
 
 use std::fmt::Debug;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, trace, warn};
-use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
+use log::{debug, trace};
+use mio::net::TcpStream as MioStream;
 
 use super::buffer::{ByteQueue, FillOutcome};
 use super::table::Resource;
 use super::{Event, HandleId, HandleKind, Handler, Reactor, ReactorError, Readiness, Result};
-
-/// Backlog for listening sockets; the kernel caps it at `somaxconn`.
-const LISTEN_BACKLOG: i32 = 1024;
-
-pub(crate) struct Listener {
-    pub(crate) socket: MioListener,
-}
-
-impl Listener {
-    /// Binds with `SO_REUSEADDR` so a restarted client can reuse its port at once.
-    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Listener> {
-        let domain = socket2::Domain::for_address(addr);
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(LISTEN_BACKLOG)?;
-        Ok(Listener {
-            socket: MioListener::from_std(socket.into()),
-        })
-    }
-}
 
 pub(crate) struct Stream {
     pub(crate) socket: MioStream,
@@ -121,42 +97,6 @@ impl Stream {
 }
 
 impl<O: Copy + Debug> Reactor<O> {
-    pub(super) fn listener_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
-        for _ in 0..self.config.accept_batch {
-            let Some(Resource::Listener(listener)) = self.table.get_mut(id).map(|h| &mut h.resource) else {
-                return;
-            };
-            match listener.socket.accept() {
-                Ok((socket, peer)) => {
-                    if self.shutting_down {
-                        continue; // dropping the socket refuses the connection
-                    }
-                    let owner = self.table.get(id).expect("open").owner;
-                    let stream = Stream::new(socket, false);
-                    match self.open(owner, Resource::Stream(Box::new(stream))) {
-                        Ok(stream) => self.deliver(handler, id, Event::Accepted { stream, peer }),
-                        Err(e) => warn!("accepted connection from {peer} dropped: {e}"),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog; try
-                    // again next iteration rather than spin here.
-                    warn!("accept on {id} failed: {e}");
-                    break;
-                }
-            }
-        }
-        self.ready_again.push_back((
-            id,
-            Readiness {
-                readable: true,
-                writable: false,
-            },
-        ));
-    }
-
     pub(super) fn stream_ready<H: Handler<O>>(
         &mut self,
         handler: &mut H,
@@ -254,13 +194,6 @@ impl<O: Copy + Debug> Reactor<O> {
     }
 
     // ---------------------------------------------------------------- TCP
-
-    /// A listening socket. Accepted connections arrive as [`Event::Accepted`].
-    pub fn tcp_listen(&mut self, addr: SocketAddr, owner: O) -> Result<HandleId> {
-        self.check_creation()?;
-        let listener = Listener::bind(addr)?;
-        self.open(owner, Resource::Listener(listener))
-    }
 
     /// Starts a non-blocking connect. [`Event::Connected`] or
     /// [`Event::ConnectFailed`] follows; `timeout` bounds the wait. Writes made
