@@ -553,15 +553,44 @@ fn udp_ping_pong_and_queued_datagrams_are_cancelled_at_close() {
 }
 
 #[test]
-fn signals_arrive_as_events_and_closing_restores_them() {
+fn signals_arrive_as_events_and_after_close_reach_nobody() {
     use signal_hook::consts::{SIGUSR1, SIGUSR2};
     let mut rx: Reactor<Tag> = Reactor::new().unwrap();
     let mut rec = Recorder::new();
-    let id = rx.signal_watch(&[SIGUSR1, SIGUSR2], 9).unwrap();
+    let first = rx.signal_watch(&[SIGUSR1, SIGUSR2], 9).unwrap();
     signal_hook::low_level::raise(SIGUSR2).unwrap();
     run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
-        rec.count(id, &Seen::Signal(SIGUSR2)) == 1
+        rec.count(first, &Seen::Signal(SIGUSR2)) == 1
     });
+    rx.close(first);
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert!(rec.closed(first));
+    assert!(!rx.is_open(first));
+    assert_eq!(rx.kind(first), None, "the handle is gone");
+
+    // signal-hook leaves its process-wide handler installed and does not restore
+    // the default disposition (which for SIGUSR2 would end this process): the
+    // signal is swallowed and reaches no one.
+    signal_hook::low_level::raise(SIGUSR2).unwrap();
+    let second = rx.signal_watch(&[SIGUSR2], 10).unwrap();
+    signal_hook::low_level::raise(SIGUSR2).unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(second, &Seen::Signal(SIGUSR2)) == 1
+    });
+    for _ in 0..3 {
+        rx.run(&mut rec, RunMode::NoWait).unwrap();
+    }
+    let signals: Vec<_> = rec
+        .log
+        .iter()
+        .filter(|(_, _, seen)| matches!(seen, Seen::Signal(_)))
+        .map(|(id, _, seen)| (*id, seen.clone()))
+        .collect();
+    assert_eq!(
+        signals,
+        vec![(first, Seen::Signal(SIGUSR2)), (second, Seen::Signal(SIGUSR2))],
+        "the signal raised between the two watches went to nobody"
+    );
     close_and_finish(&mut rx, &mut rec);
 }
 
