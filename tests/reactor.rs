@@ -683,12 +683,52 @@ fn finish_names_every_live_handle_by_kind() {
     close_and_finish(&mut rx, &mut rec);
 }
 
+/// Error-level log records of this test binary, kept for assertions.
+static ERRORS_LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct KeepErrors;
+
+impl log::Log for KeepErrors {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Error
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            ERRORS_LOGGED.lock().unwrap().push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
 #[test]
-#[should_panic(expected = "reactor dropped without finish()")]
-fn dropping_a_loop_with_live_handles_panics_in_debug_builds() {
-    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
-    let _t = rx.timer(1).unwrap();
-    drop(rx);
+fn dropping_a_loop_with_live_handles_logs_it_and_panics_in_debug_builds_only() {
+    static LOGGER: KeepErrors = KeepErrors;
+    log::set_logger(&LOGGER).expect("no other test of this binary installs a logger");
+    log::set_max_level(log::LevelFilter::Error);
+    let dropped = std::panic::catch_unwind(|| {
+        let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+        let _t = rx.timer(1).unwrap();
+        drop(rx);
+    });
+    let logged = ERRORS_LOGGED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.starts_with("reactor dropped without finish()") && line.contains("timer"))
+        .count();
+    assert_eq!(logged, 1, "the live handle is named in the log in every build");
+    if cfg!(debug_assertions) {
+        // A test that forgets to close fails (seed bug #12).
+        let panic = dropped.expect_err("debug builds refuse the drop");
+        let message = panic.downcast_ref::<String>().expect("a formatted panic message");
+        assert!(
+            message.starts_with("reactor dropped without finish()"),
+            "{message}"
+        );
+    } else {
+        // A release binary must not abort its user over a forgotten close.
+        assert!(dropped.is_ok(), "release builds log and go on");
+    }
 }
 
 // ------------------------------------------------------------------ out of descriptors
