@@ -520,6 +520,65 @@ fn bounded_read_buffer_delivers_every_byte_in_order() {
 }
 
 #[test]
+fn paused_reads_leave_bytes_in_the_kernel_and_resuming_reads_what_arrived() {
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let consumed = Rc::new(Cell::new(0usize));
+    let total = consumed.clone();
+    let mut rec = Recorder::with(move |rx, id, _, event| {
+        if matches!(event, Event::Readable) {
+            let n = rx.tcp_received(id).unwrap().len();
+            rx.tcp_consume(id, n).unwrap();
+            total.set(total.get() + n);
+        }
+    });
+    let listener = StdListener::bind(loopback()).unwrap();
+    let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
+        rec.count(id, &Seen::Connected) == 1
+    });
+    rx.tcp_pause_reads(id).unwrap();
+    assert!(rx.tcp_reads_paused(id).unwrap());
+
+    // The peer writes, with the loop running, until TCP flow control stops it.
+    peer.set_nonblocking(true).unwrap();
+    let chunk = vec![0x42; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match peer.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+        rx.run(&mut rec, RunMode::NoWait).unwrap();
+        assert!(sent < 256 << 20, "flow control never pushed back");
+    }
+    for _ in 0..5 {
+        rx.run(&mut rec, RunMode::NoWait).unwrap(); // whatever the OS still reports
+    }
+    assert_eq!(rec.count(id, &Seen::Readable), 0, "nothing read while paused");
+    assert_eq!(consumed.get(), 0);
+    assert!(
+        rx.tcp_received(id).unwrap().is_empty(),
+        "the bytes stayed in the kernel"
+    );
+    assert!(rx.is_open(id), "pausing is not closing");
+
+    // No new data can arrive (the peer is blocked), so no new OS event: resuming
+    // alone must get the stream read in the very next iteration.
+    rx.tcp_resume_reads(id).unwrap();
+    assert!(!rx.tcp_reads_paused(id).unwrap());
+    rx.run(&mut rec, RunMode::NoWait).unwrap();
+    assert!(
+        rec.count(id, &Seen::Readable) >= 1,
+        "resume did not re-queue the stream"
+    );
+    // And everything the peer wrote arrives, in flow again.
+    run_until(&mut rx, &mut rec, LIMIT, |_, _| consumed.get() == sent);
+    close_and_finish(&mut rx, &mut rec);
+}
+
+#[test]
 fn udp_ping_pong_and_queued_datagrams_are_cancelled_at_close() {
     let mut rx: Reactor<Tag> = Reactor::new().unwrap();
     let mut rec = Recorder::with(|rx, id, owner, event| {

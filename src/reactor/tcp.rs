@@ -24,7 +24,9 @@ pub(crate) struct Stream {
     /// A write had to wait, so the owner is told `Drained` when the queue empties.
     pub(crate) notify_drained: bool,
     /// Reading stopped because `received` is full; resumes when the owner consumes.
-    pub(crate) read_paused: bool,
+    pub(crate) buffer_full: bool,
+    /// The owner stopped reading (`tcp_pause_reads`) until `tcp_resume_reads`.
+    pub(crate) reads_paused: bool,
     pub(crate) eof_reported: bool,
     /// `tcp_shutdown` was called: shut the write side once `unsent` is empty.
     pub(crate) shutdown_requested: bool,
@@ -48,7 +50,8 @@ impl Stream {
             received: ByteQueue::default(),
             unsent: ByteQueue::default(),
             notify_drained: false,
-            read_paused: false,
+            buffer_full: false,
+            reads_paused: false,
             eof_reported: false,
             shutdown_requested: false,
             write_shut: false,
@@ -175,11 +178,12 @@ impl<O: Copy + Debug> Reactor<O> {
     fn read_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
         let limit = self.config.read_buffer_limit;
         let Ok(stream) = self.stream_mut(id) else { return };
-        if stream.read_paused || stream.eof_reported {
+        // Paused: bytes stay in the kernel, whose window pushes back on the peer.
+        if stream.buffer_full || stream.reads_paused || stream.eof_reported {
             return;
         }
         let outcome = stream.fill(limit);
-        stream.read_paused = outcome.full;
+        stream.buffer_full = outcome.full;
         let eof = outcome.eof && outcome.error.is_none();
         stream.eof_reported = eof;
         if outcome.received > 0 {
@@ -253,17 +257,53 @@ impl<O: Copy + Debug> Reactor<O> {
         let limit = self.config.read_buffer_limit;
         let stream = self.stream_mut(id)?;
         stream.received.consume(n);
-        if stream.read_paused && stream.received.len() < limit {
-            stream.read_paused = false;
-            self.ready_again.push_back((
-                id,
-                Readiness {
-                    readable: true,
-                    writable: false,
-                },
-            ));
+        if stream.buffer_full && stream.received.len() < limit {
+            stream.buffer_full = false;
+            if !stream.reads_paused {
+                self.read_again(id);
+            }
         }
         Ok(())
+    }
+
+    /// Stops reading from the stream without closing it (for a rate limit, say):
+    /// no `Readable` until [`tcp_resume_reads`](Self::tcp_resume_reads). Bytes
+    /// that arrive stay in the kernel, so TCP flow control slows the peer down.
+    /// Writing, `Eof` already read and closing are unaffected.
+    pub fn tcp_pause_reads(&mut self, id: HandleId) -> Result<()> {
+        self.stream_mut(id)?.reads_paused = true;
+        Ok(())
+    }
+
+    /// Undoes [`tcp_pause_reads`](Self::tcp_pause_reads). The stream is read on
+    /// the next iteration whether or not the OS reports it again, so bytes that
+    /// arrived while paused are not left waiting for more. A no-op if not paused.
+    pub fn tcp_resume_reads(&mut self, id: HandleId) -> Result<()> {
+        let stream = self.stream_mut(id)?;
+        if stream.reads_paused {
+            stream.reads_paused = false;
+            if !stream.buffer_full {
+                self.read_again(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether reads are paused by [`tcp_pause_reads`](Self::tcp_pause_reads).
+    pub fn tcp_reads_paused(&self, id: HandleId) -> Result<bool> {
+        Ok(self.stream_ref(id)?.reads_paused)
+    }
+
+    /// Puts a stream on the ready-again list: edge-triggered readiness that was
+    /// passed over while reading was stopped will not be reported again.
+    fn read_again(&mut self, id: HandleId) {
+        self.ready_again.push_back((
+            id,
+            Readiness {
+                readable: true,
+                writable: false,
+            },
+        ));
     }
 
     /// Shuts the write side once every queued byte is sent (libuv's `uv_shutdown`).
