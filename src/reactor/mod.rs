@@ -62,6 +62,7 @@ pub use stats::{Busy, HandleInfo, PerKind, Report, Stats};
 pub use table::{HandleKind, HandleState};
 
 use accept::Reserve;
+use buffer::Scratch;
 use table::{Handle, Resource, Table};
 use tcp::Stream;
 use timer::{TimerEntry, TimerQueue, TimerState};
@@ -186,6 +187,8 @@ pub struct Reactor<O: Copy + Debug> {
     due: Vec<TimerEntry>,
     /// A descriptor kept in reserve for refusing connections when none is left.
     reserve: Reserve,
+    /// The one read buffer, lent to the stream being read (see `buffer.rs`).
+    scratch: Scratch,
 }
 
 impl<O: Copy + Debug> Reactor<O> {
@@ -211,6 +214,7 @@ impl<O: Copy + Debug> Reactor<O> {
             counts: Stats::default(),
             due: Vec::new(),
             reserve: Reserve::default(),
+            scratch: Scratch::default(),
         })
     }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use log::{debug, trace};
 use mio::net::TcpStream as MioStream;
 
-use super::buffer::{ByteQueue, FillOutcome};
-use super::table::Resource;
-use super::{Event, HandleId, HandleKind, Handler, Reactor, ReactorError, Readiness, Result};
+use super::buffer::ByteQueue;
+use super::table::{Handle, Resource, Table};
+use super::{Event, HandleId, HandleKind, HandleState, Handler, Reactor, ReactorError, Readiness, Result};
 
 pub(crate) struct Stream {
     pub(crate) socket: MioStream,
@@ -58,10 +58,6 @@ impl Stream {
         }
     }
 
-    pub(crate) fn fill(&mut self, limit: usize) -> FillOutcome {
-        self.received.fill_from(&mut self.socket, limit)
-    }
-
     /// Writes `data` straight to the socket, returning how much the kernel took.
     pub(crate) fn write_direct(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut written = 0;
@@ -96,6 +92,19 @@ impl Stream {
             }
         }
         Flush::Empty
+    }
+}
+
+/// The stream `id`, if it is one and still open. A function of the table alone,
+/// so that the loop's scratch buffer can be used while it is borrowed.
+fn open_stream<O: Copy + Debug>(table: &mut Table<O>, id: HandleId) -> Option<&mut Stream> {
+    match table.get_mut(id)? {
+        Handle {
+            state: HandleState::Open,
+            resource: Resource::Stream(stream),
+            ..
+        } => Some(stream),
+        _ => None,
     }
 }
 
@@ -177,17 +186,32 @@ impl<O: Copy + Debug> Reactor<O> {
 
     fn read_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
         let limit = self.config.read_buffer_limit;
-        let Ok(stream) = self.stream_mut(id) else { return };
+        let Some(stream) = open_stream(&mut self.table, id) else {
+            return;
+        };
         // Paused: bytes stay in the kernel, whose window pushes back on the peer.
         if stream.buffer_full || stream.reads_paused || stream.eof_reported {
             return;
         }
-        let outcome = stream.fill(limit);
+        let outcome = match self.scratch.lent_to() {
+            None => self
+                .scratch
+                .fill(id, &mut stream.received, &mut stream.socket, limit),
+            // A callback is running the loop itself while another stream holds the
+            // scratch: this one reads into its own queue.
+            Some(other) if other != id => stream.received.fill_from(&mut stream.socket, limit),
+            // Its own bytes are out on loan to an outer callback: read it later.
+            Some(_) => return self.read_again(id),
+        };
         stream.buffer_full = outcome.full;
         let eof = outcome.eof && outcome.error.is_none();
         stream.eof_reported = eof;
         if outcome.received > 0 {
             self.deliver(handler, id, Event::Readable);
+        }
+        if self.scratch.lent_to() == Some(id) {
+            let queue = open_stream(&mut self.table, id).map(|stream| &mut stream.received);
+            self.scratch.give_back(queue);
         }
         if let Some(error) = outcome.error {
             self.deliver(handler, id, Event::Error(error));
@@ -249,15 +273,27 @@ impl<O: Copy + Debug> Reactor<O> {
 
     /// Bytes received and not yet consumed.
     pub fn tcp_received(&self, id: HandleId) -> Result<&[u8]> {
-        Ok(self.stream_ref(id)?.received.as_slice())
+        let stream = self.stream_ref(id)?;
+        if self.scratch.lent_to() == Some(id) {
+            Ok(self.scratch.as_slice()) // inside this stream's `Readable`
+        } else {
+            Ok(stream.received.as_slice())
+        }
     }
 
     /// Marks `n` received bytes as used. Reading resumes if the buffer was full.
     pub fn tcp_consume(&mut self, id: HandleId, n: usize) -> Result<()> {
         let limit = self.config.read_buffer_limit;
-        let stream = self.stream_mut(id)?;
-        stream.received.consume(n);
-        if stream.buffer_full && stream.received.len() < limit {
+        self.stream_ref(id)?; // not open, or not a stream: the error says which
+        let stream = open_stream(&mut self.table, id).ok_or(ReactorError::NotFound(id))?;
+        let held = if self.scratch.lent_to() == Some(id) {
+            self.scratch.consume(n);
+            self.scratch.len()
+        } else {
+            stream.received.consume(n);
+            stream.received.len()
+        };
+        if stream.buffer_full && held < limit {
             stream.buffer_full = false;
             if !stream.reads_paused {
                 self.read_again(id);
