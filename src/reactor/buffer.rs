@@ -12,9 +12,6 @@ use std::io::{self, Read};
 
 use super::id::HandleId;
 
-/// Smallest amount of free space offered to one `read` call into a queue.
-const MIN_READ_CHUNK: usize = 16 * 1024;
-
 /// Live bytes are `storage[start..end]`. `storage` is always fully initialised, so
 /// a read can go straight into `storage[end..]` without zeroing it first; it is
 /// zeroed once, when it grows.
@@ -100,34 +97,6 @@ impl ByteQueue {
         if self.storage.len() - self.end < wanted {
             let grown = (self.end + wanted).max(self.storage.len() * 2);
             self.storage.resize(grown, 0);
-        }
-    }
-
-    /// Reads from `source` until it would block, reaches end of file, fails, or the
-    /// queue holds `limit` bytes. (Used only when the loop's scratch buffer is
-    /// lent out: a callback ran the loop itself.)
-    pub(crate) fn fill_from(&mut self, source: &mut impl Read, limit: usize) -> FillOutcome {
-        let mut outcome = FillOutcome::default();
-        loop {
-            let room = limit.saturating_sub(self.len());
-            if room == 0 {
-                outcome.full = true;
-                return outcome;
-            }
-            let free = self.storage.len() - self.end;
-            if free == 0 || (free < MIN_READ_CHUNK && free < room) {
-                self.make_room(room.min(MIN_READ_CHUNK));
-            }
-            let window = (self.storage.len() - self.end).min(room);
-            let step = read_into(source, &mut self.storage[self.end..self.end + window]);
-            self.end += step.received;
-            outcome.received += step.received;
-            if !step.full {
-                return FillOutcome {
-                    received: outcome.received,
-                    ..step
-                };
-            }
         }
     }
 }
@@ -254,31 +223,51 @@ mod tests {
         }
     }
 
+    /// One fill and loan as the loop does it: the owner consumes `take` bytes.
+    fn fill_and_consume(
+        held: &mut ByteQueue,
+        source: &mut Trickle,
+        limit: usize,
+        take: usize,
+    ) -> FillOutcome {
+        let mut scratch = Scratch::default();
+        let outcome = scratch.fill(HandleId::new(0, 0), held, source, limit);
+        if scratch.lent_to().is_some() {
+            scratch.consume(take);
+            scratch.give_back(Some(held));
+        }
+        outcome
+    }
+
     #[test]
     fn fill_stops_at_the_limit_and_resumes_after_consume() {
         let data: Vec<u8> = (0..100u8).collect();
         let mut source = Trickle(&data, 7);
         let mut queue = ByteQueue::default();
-        let first = queue.fill_from(&mut source, 40);
+        let first = fill_and_consume(&mut queue, &mut source, 40, 0);
         assert!(first.full);
-        assert_eq!(queue.len(), 40);
         assert_eq!(queue.as_slice(), &data[..40]);
         queue.consume(30);
-        let second = queue.fill_from(&mut source, 40);
+        let second = fill_and_consume(&mut queue, &mut source, 40, 0);
         assert!(second.full);
         assert_eq!(queue.as_slice(), &data[30..70]);
-        queue.consume(100);
-        let third = queue.fill_from(&mut source, 1000);
+        let third = fill_and_consume(&mut queue, &mut source, 1000, 10);
         assert!(!third.full && !third.eof && third.error.is_none());
-        assert_eq!(queue.as_slice(), &data[70..]);
+        assert_eq!(queue.as_slice(), &data[40..]);
     }
 
     #[test]
     fn eof_is_reported() {
-        let mut queue = ByteQueue::default();
-        let outcome = queue.fill_from(&mut io::empty(), 10);
+        let mut scratch = Scratch::default();
+        let outcome = scratch.fill(
+            HandleId::new(0, 0),
+            &mut ByteQueue::default(),
+            &mut io::empty(),
+            10,
+        );
         assert!(outcome.eof);
         assert_eq!(outcome.received, 0);
+        assert_eq!(scratch.lent_to(), None);
     }
 
     #[test]

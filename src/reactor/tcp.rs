@@ -193,16 +193,15 @@ impl<O: Copy + Debug> Reactor<O> {
         if stream.buffer_full || stream.reads_paused || stream.eof_reported {
             return;
         }
-        let outcome = match self.scratch.lent_to() {
-            None => self
-                .scratch
-                .fill(id, &mut stream.received, &mut stream.socket, limit),
-            // A callback is running the loop itself while another stream holds the
-            // scratch: this one reads into its own queue.
-            Some(other) if other != id => stream.received.fill_from(&mut stream.socket, limit),
-            // Its own bytes are out on loan to an outer callback: read it later.
-            Some(_) => return self.read_again(id),
-        };
+        if self.scratch.lent_to().is_some() {
+            // Only a `Readable` callback running the loop itself could get here (and
+            // poll refuses that, its event buffer being in use): read it later
+            // rather than mix two streams' bytes.
+            return self.read_again(id);
+        }
+        let outcome = self
+            .scratch
+            .fill(id, &mut stream.received, &mut stream.socket, limit);
         stream.buffer_full = outcome.full;
         let eof = outcome.eof && outcome.error.is_none();
         stream.eof_reported = eof;
@@ -284,11 +283,16 @@ impl<O: Copy + Debug> Reactor<O> {
     /// Marks `n` received bytes as used. Reading resumes if the buffer was full.
     pub fn tcp_consume(&mut self, id: HandleId, n: usize) -> Result<()> {
         let limit = self.config.read_buffer_limit;
-        self.stream_ref(id)?; // not open, or not a stream: the error says which
-        let stream = open_stream(&mut self.table, id).ok_or(ReactorError::NotFound(id))?;
-        let held = if self.scratch.lent_to() == Some(id) {
+        // Inside this stream's `Readable` its bytes are in the scratch. (If the
+        // callback closed it, the scratch is dropped anyway; the lookup refuses.)
+        let lent = self.scratch.lent_to() == Some(id);
+        if lent {
             self.scratch.consume(n);
-            self.scratch.len()
+        }
+        let in_scratch = self.scratch.len();
+        let stream = self.stream_mut(id)?;
+        let held = if lent {
+            in_scratch
         } else {
             stream.received.consume(n);
             stream.received.len()
