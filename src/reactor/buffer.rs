@@ -185,8 +185,10 @@ impl Scratch {
         }
         let outcome = read_into(source, &mut self.storage[kept..limit]);
         if outcome.received > 0 {
-            self.storage[..kept].copy_from_slice(held.as_slice());
-            held.clear();
+            if kept > 0 {
+                self.storage[..kept].copy_from_slice(held.as_slice());
+                held.clear();
+            }
             self.start = 0;
             self.end = kept + outcome.received;
             self.lent_to = Some(id);
