@@ -4,7 +4,9 @@
 pub mod bitfield;
 pub mod candidates;
 pub mod picker;
+pub mod rate_limit;
 
 pub use bitfield::Bitfield;
 pub use candidates::Candidates;
 pub use picker::{Picker, Received};
+pub use rate_limit::{parse_rate, RateLimit, RateParseError};
