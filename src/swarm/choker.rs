@@ -159,6 +159,8 @@ pub struct Choker {
     next_rechoke: Option<Instant>,
     optimistic: Option<u32>,
     next_optimistic: Option<Instant>,
+    /// Peers the last rechoke left unchoked (kept so `slot_free` needs no scan).
+    unchoked: usize,
     /// Scratch reused by every rechoke.
     ranked: Vec<Ranked>,
     selected: Vec<bool>,
@@ -174,6 +176,7 @@ impl Choker {
             next_rechoke: None,
             optimistic: None,
             next_optimistic: None,
+            unchoked: 0,
             ranked: Vec::new(),
             selected: Vec::new(),
         }
@@ -204,6 +207,7 @@ impl Choker {
     /// a slot (then a rechoke now can give the slot to someone else).
     pub fn peer_gone(&mut self, key: u32) -> bool {
         let held = self.peers.remove(&key).is_some_and(|p| p.unchoked);
+        self.unchoked -= usize::from(held);
         if self.optimistic == Some(key) {
             self.optimistic = None;
         }
@@ -241,7 +245,7 @@ impl Choker {
     /// peer that just became interested can have one now, by an early rechoke.
     pub fn slot_free(&self) -> bool {
         let slots = self.config.upload_slots + usize::from(self.config.upload_slots > 0);
-        self.peers.values().filter(|p| p.unchoked).count() < slots
+        self.unchoked < slots
     }
 
     /// Ranks `peers` (every connected peer, each once) and writes into `out` the
@@ -279,7 +283,14 @@ impl Choker {
                     unchoke,
                 });
             }
-            state.unchoked = unchoke;
+            if state.unchoked != unchoke {
+                state.unchoked = unchoke;
+                if unchoke {
+                    self.unchoked += 1;
+                } else {
+                    self.unchoked -= 1;
+                }
+            }
             state.regular = self.selected[index];
         }
     }

@@ -418,6 +418,7 @@ fn slots_never_exceed_the_config_under_random_churn() {
         }
         let unchoked = swarm.unchoked();
         max_unchoked = max_unchoked.max(unchoked.len());
+        assert_eq!(swarm.choker.slot_free(), unchoked.len() < config.upload_slots + 1);
         assert!(
             unchoked.len() <= config.upload_slots + 1,
             "{} unchoked at step {step}",
