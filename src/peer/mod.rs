@@ -4,6 +4,10 @@
 //! The pipeline is sized by the peer's measured rate (enough requests to cover
 //! [`PIPELINE_SECONDS`] of transfer), within [`MIN_PIPELINE`] and the peer's `reqq`.
 
+pub mod pipeline;
+
+pub use pipeline::Pipeline;
+
 use std::time::{Duration, Instant};
 
 use crate::swarm::Bitfield;
