@@ -10,7 +10,10 @@ mod common;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::Duration;
 
-use bitloop::reactor::{Event, HandleKind, Reactor, ReactorError, RunMode};
+use std::io::Write;
+use std::time::Instant;
+
+use bitloop::reactor::{Event, HandleId, HandleKind, Handler, Reactor, ReactorError, RunMode};
 use common::black_hole;
 use common::counting::{heap, run_scenarios, Counting};
 use common::{open_fds, run_until, Recorder, Tag};
@@ -184,6 +187,117 @@ fn ten_thousand_open_close_cycles_grow_nothing() {
     assert_eq!(heap(), heap_before);
 }
 
+/// Consumes whatever arrives and counts it and `Drained` events, without allocating.
+#[derive(Default)]
+struct ConsumeAll {
+    consumed: usize,
+    drained: usize,
+}
+
+impl Handler<Tag> for ConsumeAll {
+    fn on_event(&mut self, rx: &mut Reactor<Tag>, id: HandleId, _: Tag, event: Event) {
+        match event {
+            Event::Readable => {
+                let n = rx.tcp_received(id).unwrap().len();
+                rx.tcp_consume(id, n).unwrap();
+                self.consumed += n;
+            }
+            Event::Drained => self.drained += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Connects `count` streams to `peer`, has each peer send `hello` and the loop
+/// consume it; returns the ids and the peers' ends.
+fn idle_streams(
+    rx: &mut Reactor<Tag>,
+    handler: &mut ConsumeAll,
+    peer: &StdListener,
+    count: usize,
+    ids: &mut Vec<HandleId>,
+    peers: &mut Vec<std::net::TcpStream>,
+) {
+    let addr = peer.local_addr().unwrap();
+    let goal = handler.consumed + count * b"hello".len();
+    for _ in 0..count {
+        ids.push(rx.tcp_connect(addr, 1, None).unwrap());
+        peers.push(peer.accept().unwrap().0);
+    }
+    let first = peers.len() - count;
+    for end in &mut peers[first..] {
+        end.write_all(b"hello").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handler.consumed < goal {
+        assert!(Instant::now() < deadline, "the hellos did not all arrive");
+        rx.run(handler, RunMode::NoWait).unwrap();
+    }
+}
+
+/// Idle connections cost almost nothing: each of 200 streams that received a
+/// few bytes and consumed them holds no buffer sized for the worst case.
+fn idle_streams_hold_no_buffers() {
+    const STREAMS: usize = 200;
+    /// What one idle stream may cost the reactor: its slot, its boxed state, and
+    /// its share of the table's spare capacity; no read or write buffer.
+    const BOUND: isize = 512;
+    let peer = StdListener::bind(loopback()).unwrap();
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut handler = ConsumeAll::default();
+    let mut ids = Vec::with_capacity(STREAMS + 1);
+    let mut peers = Vec::with_capacity(STREAMS + 1);
+    // One stream first, so the loop's one-time allocations exist before the baseline.
+    idle_streams(&mut rx, &mut handler, &peer, 1, &mut ids, &mut peers);
+    let before = heap();
+    idle_streams(&mut rx, &mut handler, &peer, STREAMS, &mut ids, &mut peers);
+    let after = heap();
+    let per_stream = (after.bytes - before.bytes) / STREAMS as isize;
+    println!(
+        "{STREAMS} idle streams: {} heap bytes in {} blocks, {per_stream} bytes per stream",
+        after.bytes - before.bytes,
+        after.blocks - before.blocks
+    );
+    assert!(per_stream < BOUND, "{per_stream} bytes per idle stream");
+    rx.close_all_and_drain(&mut handler).unwrap();
+    rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
+}
+
+/// A write queue that had to hold bytes gives its memory back once drained,
+/// however little it held.
+fn drained_write_queue_gives_its_memory_back() {
+    let peer_listener = StdListener::bind(loopback()).unwrap();
+    let mut rx: Reactor<Tag> = Reactor::new().unwrap();
+    let mut handler = ConsumeAll::default();
+    let (mut ids, mut peers) = (Vec::with_capacity(1), Vec::with_capacity(1));
+    idle_streams(&mut rx, &mut handler, &peer_listener, 1, &mut ids, &mut peers);
+    let (id, peer) = (ids[0], &mut peers[0]);
+    peer.set_nonblocking(true).unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let chunk = vec![9u8; 4 * 1024];
+    let before = heap();
+    // The peer does not read yet: the kernel's buffers fill, then a few bytes queue.
+    while rx.tcp_unsent(id).unwrap() == 0 {
+        rx.tcp_write(id, &chunk).unwrap();
+    }
+    assert!(heap().bytes > before.bytes, "something is queued");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handler.drained == 0 {
+        assert!(Instant::now() < deadline, "the queue never drained");
+        loop {
+            match std::io::Read::read(peer, &mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        rx.run(&mut handler, RunMode::NoWait).unwrap();
+    }
+    assert_eq!(rx.tcp_unsent(id).unwrap(), 0);
+    assert_eq!(heap(), before, "the drained queue kept memory");
+    rx.close_all_and_drain(&mut handler).unwrap();
+    rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
+}
+
 fn main() {
     warm_up();
     run_scenarios(&[
@@ -198,6 +312,11 @@ fn main() {
         (
             "ten_thousand_open_close_cycles_grow_nothing",
             ten_thousand_open_close_cycles_grow_nothing,
+        ),
+        ("idle_streams_hold_no_buffers", idle_streams_hold_no_buffers),
+        (
+            "drained_write_queue_gives_its_memory_back",
+            drained_write_queue_gives_its_memory_back,
         ),
     ]);
 }

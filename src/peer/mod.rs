@@ -5,11 +5,13 @@
 //! drops it in the one place a peer is removed; nothing here refers to another
 //! peer, a socket or the clock.
 
+pub mod pipeline;
 mod rate;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+pub use pipeline::Pipeline;
 pub use rate::Rate;
 
 use crate::swarm::PeerHas;

@@ -3,8 +3,9 @@
 //!
 //! `signal-hook` installs an async-signal-safe handler that writes to a self-pipe;
 //! the pipe's read end is registered with mio like any socket, so a signal becomes
-//! an ordinary readable event on the loop. Dropping the value unregisters the
-//! handlers, and the drop happens only when the table frees the slot.
+//! an ordinary readable event on the loop. Dropping the value unregisters our
+//! actions (the drop happens only when the table frees the slot); signal-hook's
+//! own handler stays installed, so the default dispositions do not come back.
 
 use std::fmt::Debug;
 use std::io;
@@ -46,7 +47,13 @@ impl<O: Copy + Debug> Reactor<O> {
     // ---------------------------------------------------------------- signals
 
     /// Watches `signals` (for example SIGINT and SIGTERM); each arrival becomes
-    /// [`Event::Signal`]. Closing the handle restores the previous dispositions.
+    /// [`Event::Signal`].
+    ///
+    /// Closing the handle stops delivery: no later arrival reaches anyone, and a
+    /// new watch can be opened at any time. It does **not** restore the previous
+    /// dispositions: signal-hook keeps its process-wide handler installed, so a
+    /// signal whose default is to end the process (SIGINT, SIGTERM, SIGUSR1, ...)
+    /// is ignored once no watch covers it.
     pub fn signal_watch(&mut self, signals: &[i32], owner: O) -> Result<HandleId> {
         self.check_creation()?;
         let watch = SignalWatch::new(signals)?;

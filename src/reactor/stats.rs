@@ -71,6 +71,13 @@ pub struct Stats {
     pub deferred: usize,
     /// Handles that will be polled again without waiting for the OS.
     pub ready_again: usize,
+    /// Iterations of the loop run so far: a loop that spins shows here.
+    pub iterations: u64,
+    /// Connections accepted and closed at once: the process had no file
+    /// descriptor left for them (or the loop was shutting down).
+    pub accepts_refused: u64,
+    /// Times a listener stopped accepting for a while because accept failed.
+    pub accept_backoffs: u64,
 }
 
 impl Stats {

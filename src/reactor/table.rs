@@ -9,9 +9,10 @@ use std::fmt::Debug;
 
 use slab::Slab;
 
+use super::accept::Listener;
 use super::id::HandleId;
 use super::signal::SignalWatch;
-use super::tcp::{Listener, Stream};
+use super::tcp::Stream;
 use super::timer::TimerState;
 use super::udp::UdpSocket;
 

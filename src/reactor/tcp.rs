@@ -1,43 +1,19 @@
-//! TCP: the listener and stream resources (a stream with its read buffer and write
-//! queue), the `tcp_*` methods of the reactor, and what a TCP readiness event means
-//! (accepted, connected, connect failed, readable, drained, end of file).
+//! TCP streams: the stream resource (with its read buffer and write queue), the
+//! `tcp_*` methods of the reactor for streams, and what a stream's readiness event
+//! means (connected, connect failed, readable, drained, end of file). Listeners and
+//! accepting are in `accept.rs`.
 
 use std::fmt::Debug;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, trace, warn};
-use mio::net::{TcpListener as MioListener, TcpStream as MioStream};
+use log::{debug, trace};
+use mio::net::TcpStream as MioStream;
 
-use super::buffer::{ByteQueue, FillOutcome};
-use super::table::Resource;
-use super::{Event, HandleId, HandleKind, Handler, Reactor, ReactorError, Readiness, Result};
-
-/// Backlog for listening sockets; the kernel caps it at `somaxconn`.
-const LISTEN_BACKLOG: i32 = 1024;
-
-pub(crate) struct Listener {
-    pub(crate) socket: MioListener,
-}
-
-impl Listener {
-    /// Binds with `SO_REUSEADDR` so a restarted client can reuse its port at once.
-    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Listener> {
-        let domain = socket2::Domain::for_address(addr);
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(LISTEN_BACKLOG)?;
-        Ok(Listener {
-            socket: MioListener::from_std(socket.into()),
-        })
-    }
-}
+use super::buffer::ByteQueue;
+use super::table::{Handle, Resource, Table};
+use super::{Event, HandleId, HandleKind, HandleState, Handler, Reactor, ReactorError, Readiness, Result};
 
 pub(crate) struct Stream {
     pub(crate) socket: MioStream,
@@ -48,7 +24,9 @@ pub(crate) struct Stream {
     /// A write had to wait, so the owner is told `Drained` when the queue empties.
     pub(crate) notify_drained: bool,
     /// Reading stopped because `received` is full; resumes when the owner consumes.
-    pub(crate) read_paused: bool,
+    pub(crate) buffer_full: bool,
+    /// The owner stopped reading (`tcp_pause_reads`) until `tcp_resume_reads`.
+    pub(crate) reads_paused: bool,
     pub(crate) eof_reported: bool,
     /// `tcp_shutdown` was called: shut the write side once `unsent` is empty.
     pub(crate) shutdown_requested: bool,
@@ -72,15 +50,12 @@ impl Stream {
             received: ByteQueue::default(),
             unsent: ByteQueue::default(),
             notify_drained: false,
-            read_paused: false,
+            buffer_full: false,
+            reads_paused: false,
             eof_reported: false,
             shutdown_requested: false,
             write_shut: false,
         }
-    }
-
-    pub(crate) fn fill(&mut self, limit: usize) -> FillOutcome {
-        self.received.fill_from(&mut self.socket, limit)
     }
 
     /// Writes `data` straight to the socket, returning how much the kernel took.
@@ -120,43 +95,20 @@ impl Stream {
     }
 }
 
-impl<O: Copy + Debug> Reactor<O> {
-    pub(super) fn listener_ready<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
-        for _ in 0..self.config.accept_batch {
-            let Some(Resource::Listener(listener)) = self.table.get_mut(id).map(|h| &mut h.resource) else {
-                return;
-            };
-            match listener.socket.accept() {
-                Ok((socket, peer)) => {
-                    if self.shutting_down {
-                        continue; // dropping the socket refuses the connection
-                    }
-                    let owner = self.table.get(id).expect("open").owner;
-                    let stream = Stream::new(socket, false);
-                    match self.open(owner, Resource::Stream(Box::new(stream))) {
-                        Ok(stream) => self.deliver(handler, id, Event::Accepted { stream, peer }),
-                        Err(e) => warn!("accepted connection from {peer} dropped: {e}"),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog; try
-                    // again next iteration rather than spin here.
-                    warn!("accept on {id} failed: {e}");
-                    break;
-                }
-            }
-        }
-        self.ready_again.push_back((
-            id,
-            Readiness {
-                readable: true,
-                writable: false,
-            },
-        ));
+/// The stream `id`, if it is one and still open. A function of the table alone,
+/// so that the loop's scratch buffer can be used while it is borrowed.
+fn open_stream<O: Copy + Debug>(table: &mut Table<O>, id: HandleId) -> Option<&mut Stream> {
+    match table.get_mut(id)? {
+        Handle {
+            state: HandleState::Open,
+            resource: Resource::Stream(stream),
+            ..
+        } => Some(stream),
+        _ => None,
     }
+}
 
+impl<O: Copy + Debug> Reactor<O> {
     pub(super) fn stream_ready<H: Handler<O>>(
         &mut self,
         handler: &mut H,
@@ -234,16 +186,31 @@ impl<O: Copy + Debug> Reactor<O> {
 
     fn read_stream<H: Handler<O>>(&mut self, handler: &mut H, id: HandleId) {
         let limit = self.config.read_buffer_limit;
-        let Ok(stream) = self.stream_mut(id) else { return };
-        if stream.read_paused || stream.eof_reported {
+        let Some(stream) = open_stream(&mut self.table, id) else {
+            return;
+        };
+        // Paused: bytes stay in the kernel, whose window pushes back on the peer.
+        if stream.buffer_full || stream.reads_paused || stream.eof_reported {
             return;
         }
-        let outcome = stream.fill(limit);
-        stream.read_paused = outcome.full;
+        if self.scratch.lent_to().is_some() {
+            // Only a `Readable` callback running the loop itself could get here (and
+            // poll refuses that, its event buffer being in use): read it later
+            // rather than mix two streams' bytes.
+            return self.read_again(id);
+        }
+        let outcome = self
+            .scratch
+            .fill(id, &mut stream.received, &mut stream.socket, limit);
+        stream.buffer_full = outcome.full;
         let eof = outcome.eof && outcome.error.is_none();
         stream.eof_reported = eof;
         if outcome.received > 0 {
             self.deliver(handler, id, Event::Readable);
+        }
+        if self.scratch.lent_to() == Some(id) {
+            let queue = open_stream(&mut self.table, id).map(|stream| &mut stream.received);
+            self.scratch.give_back(queue);
         }
         if let Some(error) = outcome.error {
             self.deliver(handler, id, Event::Error(error));
@@ -254,13 +221,6 @@ impl<O: Copy + Debug> Reactor<O> {
     }
 
     // ---------------------------------------------------------------- TCP
-
-    /// A listening socket. Accepted connections arrive as [`Event::Accepted`].
-    pub fn tcp_listen(&mut self, addr: SocketAddr, owner: O) -> Result<HandleId> {
-        self.check_creation()?;
-        let listener = Listener::bind(addr)?;
-        self.open(owner, Resource::Listener(listener))
-    }
 
     /// Starts a non-blocking connect. [`Event::Connected`] or
     /// [`Event::ConnectFailed`] follows; `timeout` bounds the wait. Writes made
@@ -312,25 +272,78 @@ impl<O: Copy + Debug> Reactor<O> {
 
     /// Bytes received and not yet consumed.
     pub fn tcp_received(&self, id: HandleId) -> Result<&[u8]> {
-        Ok(self.stream_ref(id)?.received.as_slice())
+        let stream = self.stream_ref(id)?;
+        if self.scratch.lent_to() == Some(id) {
+            Ok(self.scratch.as_slice()) // inside this stream's `Readable`
+        } else {
+            Ok(stream.received.as_slice())
+        }
     }
 
     /// Marks `n` received bytes as used. Reading resumes if the buffer was full.
     pub fn tcp_consume(&mut self, id: HandleId, n: usize) -> Result<()> {
         let limit = self.config.read_buffer_limit;
+        // Inside this stream's `Readable` its bytes are in the scratch. (If the
+        // callback closed it, the scratch is dropped anyway; the lookup refuses.)
+        let lent = self.scratch.lent_to() == Some(id);
+        if lent {
+            self.scratch.consume(n);
+        }
+        let in_scratch = self.scratch.len();
         let stream = self.stream_mut(id)?;
-        stream.received.consume(n);
-        if stream.read_paused && stream.received.len() < limit {
-            stream.read_paused = false;
-            self.ready_again.push_back((
-                id,
-                Readiness {
-                    readable: true,
-                    writable: false,
-                },
-            ));
+        let held = if lent {
+            in_scratch
+        } else {
+            stream.received.consume(n);
+            stream.received.len()
+        };
+        if stream.buffer_full && held < limit {
+            stream.buffer_full = false;
+            if !stream.reads_paused {
+                self.read_again(id);
+            }
         }
         Ok(())
+    }
+
+    /// Stops reading from the stream without closing it (for a rate limit, say):
+    /// no `Readable` until [`tcp_resume_reads`](Self::tcp_resume_reads). Bytes
+    /// that arrive stay in the kernel, so TCP flow control slows the peer down.
+    /// Writing, `Eof` already read and closing are unaffected.
+    pub fn tcp_pause_reads(&mut self, id: HandleId) -> Result<()> {
+        self.stream_mut(id)?.reads_paused = true;
+        Ok(())
+    }
+
+    /// Undoes [`tcp_pause_reads`](Self::tcp_pause_reads). The stream is read on
+    /// the next iteration whether or not the OS reports it again, so bytes that
+    /// arrived while paused are not left waiting for more. A no-op if not paused.
+    pub fn tcp_resume_reads(&mut self, id: HandleId) -> Result<()> {
+        let stream = self.stream_mut(id)?;
+        if stream.reads_paused {
+            stream.reads_paused = false;
+            if !stream.buffer_full {
+                self.read_again(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether reads are paused by [`tcp_pause_reads`](Self::tcp_pause_reads).
+    pub fn tcp_reads_paused(&self, id: HandleId) -> Result<bool> {
+        Ok(self.stream_ref(id)?.reads_paused)
+    }
+
+    /// Puts a stream on the ready-again list: edge-triggered readiness that was
+    /// passed over while reading was stopped will not be reported again.
+    fn read_again(&mut self, id: HandleId) {
+        self.ready_again.push_back((
+            id,
+            Readiness {
+                readable: true,
+                writable: false,
+            },
+        ));
     }
 
     /// Shuts the write side once every queued byte is sent (libuv's `uv_shutdown`).

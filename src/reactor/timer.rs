@@ -133,6 +133,7 @@ impl<O: Copy + Debug> Reactor<O> {
                     }
                     self.deliver(handler, entry.id, Event::Timer);
                 }
+                Resource::Listener(_) => self.end_backoff(entry.id),
                 Resource::Stream(stream) if stream.connecting => {
                     debug!("connect timeout on {}", entry.id);
                     let error = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");

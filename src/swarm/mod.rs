@@ -3,12 +3,16 @@
 
 pub mod bitfield;
 pub mod candidates;
+pub mod choker;
 pub mod has;
 pub mod order;
 pub mod picker;
+pub mod rate_limit;
 
 pub use bitfield::Bitfield;
 pub use candidates::Candidates;
+pub use choker::{ChokeInput, Choker, ChokerConfig, Decision, SeedOrder};
 pub use has::PeerHas;
 pub use order::PieceOrder;
 pub use picker::{PeerKey, Picker, Received};
+pub use rate_limit::{parse_rate, RateLimit, RateParseError};
