@@ -16,14 +16,10 @@ pub use rate::Rate;
 
 use crate::swarm::PeerHas;
 use crate::tracker::PeerId;
-use crate::wire::{BlockRef, BLOCK};
+use crate::wire::BlockRef;
 
-/// Requests in flight when nothing is known about the peer yet.
-pub const MIN_PIPELINE: usize = 8;
-/// Upper bound on requests in flight, whatever the peer allows.
-pub const MAX_PIPELINE: usize = 500;
-/// Seconds of transfer the pipeline should cover.
-pub const PIPELINE_SECONDS: f64 = 1.0;
+/// The peer's request queue when it does not say (BEP 10's note on libtorrent).
+pub const DEFAULT_REQQ: usize = 250;
 /// Most allowed-fast pieces remembered per peer.
 pub const MAX_ALLOWED_FAST: usize = 64;
 /// Requests from a peer we queue at most (the `reqq` we advertise).
@@ -62,6 +58,8 @@ pub struct PeerSession {
     pub unsent: usize,
     /// In the torrent's line of peers to upload to (at most once).
     pub in_line: bool,
+    /// How many requests to keep in flight, and when one has timed out.
+    pub pipeline: Pipeline,
     pub download: Rate,
     pub upload: Rate,
     pub downloaded: u64,
@@ -72,8 +70,6 @@ pub struct PeerSession {
     /// When the last block arrived, and when the peer last unchoked us (snubbing).
     pub last_block: Option<Instant>,
     pub unchoked_us_at: Option<Instant>,
-    /// Requests that timed out since the last block arrived.
-    pub timeouts: u32,
     /// Blocks we cancelled (or that a choke cancelled) and that may still arrive:
     /// that many unrequested blocks are not held against the peer.
     pub late_allowance: u32,
@@ -102,6 +98,7 @@ impl PeerSession {
             dropped_requests: 0,
             unsent: 0,
             in_line: false,
+            pipeline: Pipeline::new(now),
             download: Rate::new(now),
             upload: Rate::new(now),
             downloaded: 0,
@@ -111,20 +108,16 @@ impl PeerSession {
             last_sent: now,
             last_block: None,
             unchoked_us_at: None,
-            timeouts: 0,
             late_allowance: 0,
             unrequested: 0,
         }
     }
 
-    /// How many requests to keep in flight now.
+    /// How many requests to keep in flight now: what the link carries
+    /// ([`Pipeline`]), within the peer's `reqq` and our own limit.
     pub fn pipeline_target(&self) -> usize {
-        if self.timeouts > 0 {
-            return 1; // snubbed: probe with one request until it answers again
-        }
-        let by_rate = (self.download.bytes_per_second() * PIPELINE_SECONDS / f64::from(BLOCK)) as usize;
-        let cap = self.reqq.unwrap_or(MAX_PIPELINE).clamp(1, MAX_PIPELINE);
-        by_rate.max(MIN_PIPELINE).min(cap)
+        let cap = self.reqq.unwrap_or(DEFAULT_REQQ).min(pipeline::MAX_IN_FLIGHT);
+        self.pipeline.target(cap.max(1))
     }
 
     /// May we request now (interested, and unchoked or holding allowed-fast pieces)?
@@ -145,16 +138,16 @@ impl PeerSession {
         self.requests.remove(at).map(|(_, sent)| sent)
     }
 
-    /// A requested block arrived from this peer.
-    pub fn on_block(&mut self, now: Instant, bytes: usize) {
+    /// A requested block arrived from this peer; it was requested at `sent_at`.
+    pub fn on_block(&mut self, now: Instant, bytes: usize, sent_at: Instant) {
         self.download.add(now, bytes as u64);
+        self.pipeline.on_block(now, bytes, sent_at);
         self.downloaded += bytes as u64;
         self.last_block = Some(now);
-        self.timeouts = 0;
     }
 
     /// Requests sent at or before `cutoff`: they time out and are returned.
-    pub fn expire_requests(&mut self, cutoff: Instant, expired: &mut Vec<BlockRef>) {
+    pub fn expire_requests(&mut self, now: Instant, cutoff: Instant, expired: &mut Vec<BlockRef>) {
         let before = expired.len();
         while let Some(&(block, sent)) = self.requests.front() {
             if sent > cutoff {
@@ -164,19 +157,20 @@ impl PeerSession {
             expired.push(block);
         }
         if expired.len() > before {
-            self.timeouts += 1;
+            self.pipeline.on_timeout(now, expired.len() - before);
         }
     }
 
     /// The peer choked us. Without the Fast extension that cancels every request
     /// (returned); with it, requests stand until the peer rejects them (BEP 6).
-    pub fn on_choke(&mut self, cancelled: &mut Vec<BlockRef>) {
+    pub fn on_choke(&mut self, now: Instant, cancelled: &mut Vec<BlockRef>) {
         self.peer_choking = true;
         self.unchoked_us_at = None;
         if !self.fast {
             cancelled.extend(self.requests.drain(..).map(|(b, _)| b));
             self.late_allowance = self.late_allowance.saturating_add(cancelled.len() as u32);
         }
+        self.pipeline.on_choke(now, cancelled.len());
     }
 
     pub fn oldest_request(&self) -> Option<Instant> {
@@ -196,6 +190,7 @@ impl PeerSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::BLOCK;
 
     fn session(fast: bool) -> PeerSession {
         PeerSession::new(
@@ -216,17 +211,12 @@ mod tests {
     }
 
     #[test]
-    fn pipeline_grows_with_the_measured_rate_within_reqq() {
+    fn the_pipeline_stays_within_reqq() {
         let t0 = Instant::now();
         let mut s = PeerSession::new(t0, PeerId([0; 20]), true, false, PeerHas::All);
-        assert_eq!(s.pipeline_target(), MIN_PIPELINE);
-        // 110 blocks in 110 ms: ~16 MB/s, so about a second's worth is ~1000 blocks, capped.
-        for i in 0..110 {
-            s.on_block(t0 + Duration::from_millis(i + 1), BLOCK as usize);
-        }
-        assert_eq!(s.pipeline_target(), MAX_PIPELINE);
-        s.reqq = Some(250);
-        assert_eq!(s.pipeline_target(), 250);
+        assert_eq!(s.pipeline_target(), pipeline::INITIAL_WINDOW);
+        s.reqq = Some(5);
+        assert_eq!(s.pipeline_target(), 5);
     }
 
     #[test]
@@ -235,30 +225,28 @@ mod tests {
         let mut plain = session(false);
         plain.requests.push_back((block(1, 0), now));
         let mut cancelled = Vec::new();
-        plain.on_choke(&mut cancelled);
+        plain.on_choke(now, &mut cancelled);
         assert_eq!(cancelled, vec![block(1, 0)]);
         assert_eq!(plain.late_allowance, 1, "it may still arrive");
         let mut fast = session(true);
         fast.requests.push_back((block(1, 0), now));
         cancelled.clear();
-        fast.on_choke(&mut cancelled);
+        fast.on_choke(now, &mut cancelled);
         assert!(cancelled.is_empty());
         assert!(fast.take_request(block(1, 0)).is_some() && fast.take_request(block(1, 0)).is_none());
     }
 
     #[test]
-    fn expired_requests_snub_the_peer_until_data_arrives() {
+    fn expired_requests_leave_in_order() {
         let t0 = Instant::now();
         let mut s = session(true);
         s.requests.push_back((block(0, 0), t0));
-        s.requests
-            .push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
+        s.requests.push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
         let mut expired = Vec::new();
-        s.expire_requests(t0 + Duration::from_secs(1), &mut expired);
+        s.expire_requests(t0 + Duration::from_secs(2), t0 + Duration::from_secs(1), &mut expired);
         assert_eq!(expired, vec![block(0, 0)]);
-        assert_eq!(s.pipeline_target(), 1);
-        s.on_block(t0 + Duration::from_secs(6), BLOCK as usize);
-        assert!(s.pipeline_target() >= MIN_PIPELINE);
+        assert_eq!(s.requests.len(), 1);
+        assert_eq!(s.pipeline_target(), 1, "after a timeout, one request at a time");
     }
 
     #[test]
@@ -269,7 +257,7 @@ mod tests {
         s.unchoked_us_at = Some(t0);
         assert!(!s.is_snubbing(t0 + Duration::from_secs(59), Duration::from_secs(60)));
         assert!(s.is_snubbing(t0 + Duration::from_secs(60), Duration::from_secs(60)));
-        s.on_block(t0 + Duration::from_secs(61), 100);
+        s.on_block(t0 + Duration::from_secs(61), 100, t0 + Duration::from_secs(60));
         assert!(!s.is_snubbing(t0 + Duration::from_secs(100), Duration::from_secs(60)));
     }
 }

@@ -34,7 +34,7 @@ impl Torrent {
         let ip = peer.addr.ip();
         let session = peer.session_mut().expect("active");
         session.last_received = now;
-        if session.take_request(block).is_none() {
+        let Some(sent_at) = session.take_request(block) else {
             // Nobody asked this peer for it: a race with a cancel or a choke, or a
             // peer writing into pieces of others. Never written, counted as wasted.
             self.stats.wasted += data.len() as u64;
@@ -48,8 +48,8 @@ impl Torrent {
                 return Err(Violation::UnrequestedBlocks(session.unrequested));
             }
             return Ok(());
-        }
-        session.on_block(now, data.len());
+        };
+        session.on_block(now, data.len(), sent_at);
         let Some(meta) = &mut self.meta else {
             self.stats.wasted += data.len() as u64;
             return Ok(());
@@ -92,6 +92,7 @@ impl Torrent {
         let conn = peer.conn;
         let Some(session) = peer.session_mut() else { return };
         if session.take_request(block).is_some() {
+            session.pipeline.on_cancel(1);
             session.late_allowance = session.late_allowance.saturating_add(1);
             session.last_sent = now;
             out.message(key, conn, &Message::Cancel(block));

@@ -259,7 +259,9 @@ impl Torrent {
         self.compact_deadlines();
         self.requestable.remove(&key);
         self.uploading.retain(|k| *k != key);
-        self.choker.peer_gone(key);
+        if self.choker.peer_gone(key) {
+            self.rechoke_soon = Some(now); // its slot can go to someone else now
+        }
         let mut useful = false;
         if let PeerState::Active(session) = peer.state {
             useful = session.downloaded > 0 || session.uploaded > 0;
@@ -276,10 +278,6 @@ impl Torrent {
                 downloaded: session.downloaded,
                 uploaded: session.uploaded,
             });
-            if !session.am_choking {
-                // An upload slot is free: give it away at once, not at the next rechoke.
-                self.choker.slot_freed();
-            }
             if !session.requests.is_empty() && !self.stopping {
                 // Its requests went back to the pool: peers that unchoke us can take them.
                 self.refill(now, out);

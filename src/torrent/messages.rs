@@ -158,7 +158,7 @@ impl Torrent {
             Message::Choke => {
                 let mut cancelled = std::mem::take(&mut self.blocks);
                 cancelled.clear();
-                session.on_choke(&mut cancelled);
+                session.on_choke(now, &mut cancelled);
                 self.requestable.remove(&key);
                 if let Some(meta) = &mut self.meta {
                     for block in &cancelled {
@@ -180,13 +180,16 @@ impl Torrent {
             Message::Interested => {
                 if !session.peer_interested {
                     session.peer_interested = true;
-                    self.choker.interest_changed();
+                    self.note_interest(now, true);
                 }
             }
             Message::NotInterested => {
                 if session.peer_interested {
+                    let held_slot = !session.am_choking;
                     session.peer_interested = false;
-                    self.choker.interest_changed();
+                    if held_slot {
+                        self.note_interest(now, false);
+                    }
                 }
             }
             Message::Have(piece) => {
@@ -257,6 +260,7 @@ impl Torrent {
                     return Err(Violation::FastWithoutFast);
                 }
                 if session.take_request(block).is_some() {
+                    session.pipeline.on_reject(now);
                     if let Some(meta) = &mut self.meta {
                         meta.picker.on_request_lost(block, key);
                     }

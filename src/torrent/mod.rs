@@ -39,11 +39,10 @@ pub use bans::{Bans, Strike};
 pub use messages::Violation;
 pub use output::{Action, Output};
 pub use pool::{Peer, PeerCounts, PeerPool, PeerState};
-pub use upload::Choker;
 
 use crate::metainfo::{InfoHash, Metainfo};
 use crate::storage::Storage;
-use crate::swarm::{Bitfield, PeerKey, Picker};
+use crate::swarm::{Bitfield, ChokeInput, Choker, ChokerConfig, Decision, PeerKey, Picker};
 use crate::tracker::PeerId;
 use crate::wire::{BlockRef, Limits};
 use deadlines::Deadlines;
@@ -162,6 +161,10 @@ pub struct Torrent {
     deadlines: Deadlines,
     meta: Option<Box<Loaded>>,
     choker: Choker,
+    /// A slot may change hands: rechoke at the next turn (set with the time then).
+    rechoke_soon: Option<Instant>,
+    choke_inputs: Vec<ChokeInput>,
+    choke_decisions: Vec<Decision>,
     events: VecDeque<TorrentEvent>,
     stats: TorrentStats,
     stopping: bool,
@@ -186,7 +189,16 @@ impl Torrent {
             bans: Bans::new(config.max_strikes),
             deadlines: Deadlines::default(),
             meta: None,
-            choker: Choker::new(config.upload_slots, crate::random::random_u64()),
+            choker: Choker::new(
+                ChokerConfig {
+                    upload_slots: config.upload_slots,
+                    ..ChokerConfig::default()
+                },
+                crate::random::random_u64(),
+            ),
+            rechoke_soon: None,
+            choke_inputs: Vec::new(),
+            choke_decisions: Vec::new(),
             events: VecDeque::new(),
             stats: TorrentStats::default(),
             stopping: false,

@@ -47,6 +47,7 @@ impl Torrent {
             session.requests.push_back((*block, now));
             crate::wire::encode(&Message::Request(*block), &mut out.bytes);
         }
+        session.pipeline.on_request_sent(now, self.picks.len());
         out.sent(key, conn, start);
         session.last_sent = now;
         self.schedule_peer(now, key);
@@ -75,7 +76,7 @@ impl Torrent {
                 let mut at =
                     (s.last_received + config.silence_timeout).min(s.last_sent + config.keepalive_interval);
                 if let Some(oldest) = s.oldest_request() {
-                    at = at.min(oldest + config.request_timeout);
+                    at = at.min(oldest + s.pipeline.request_timeout().min(config.request_timeout));
                 }
                 at
             }

@@ -29,6 +29,8 @@ impl Torrent {
             consider(self.pool.next_retry());
         }
         consider(self.choker.poll_timeout());
+        // A slot is free and a peer wants it: the next turn handles it.
+        consider(self.rechoke_soon);
         earliest
     }
 
@@ -49,7 +51,7 @@ impl Torrent {
             self.check_peer(now, slot.key, out);
         }
         self.compact_deadlines();
-        if self.choker.is_due(now) {
+        if self.rechoke_soon.is_some() || self.choker.poll_timeout().is_some_and(|at| at <= now) {
             self.rechoke(now, out);
         }
     }
@@ -91,8 +93,9 @@ impl Torrent {
                 }
                 let mut expired = std::mem::take(&mut self.blocks);
                 expired.clear();
-                if let Some(cutoff) = now.checked_sub(config.request_timeout) {
-                    session.expire_requests(cutoff, &mut expired);
+                let timeout = session.pipeline.request_timeout().min(config.request_timeout);
+                if let Some(cutoff) = now.checked_sub(timeout) {
+                    session.expire_requests(now, cutoff, &mut expired);
                 }
                 if !expired.is_empty() {
                     debug!("peer {addr}: {} requests timed out", expired.len());

@@ -13,25 +13,20 @@
 //! its `Drained`, so one slow or greedy peer can neither grow a queue nor hold the
 //! loop.
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::debug;
 
 use super::messages::Violation;
 use super::{Output, Torrent};
 use crate::peer::OUR_REQQ;
-use crate::random::Xorshift;
-use crate::swarm::PeerKey;
+use crate::swarm::{ChokeInput, PeerKey};
 use crate::wire::{BlockRef, Message, BLOCK};
 
 /// Bytes a peer's connection may hold unsent before we stop serving it.
 pub const MAX_UNSENT: usize = 4 * (BLOCK as usize + 13);
 /// Requests dropped (no Fast extension) before a flooding peer is closed.
 const MAX_DROPPED: u32 = 2 * OUR_REQQ as u32;
-/// How often the choker re-decides, and rotates the optimistic unchoke.
-const RECHOKE: Duration = Duration::from_secs(10);
-const OPTIMISTIC: Duration = Duration::from_secs(30);
 
 /// How one peer's turn went.
 enum Turn {
@@ -47,74 +42,6 @@ pub struct ServeBudget {
     pub blocks: usize,
     /// Bytes the upload rate limit allows.
     pub bytes: u64,
-}
-
-/// Who may download from us: a few regular slots and one optimistic unchoke.
-/// (A stand-in with the real shape; `swarm::choker` replaces its policy.)
-#[derive(Debug)]
-pub struct Choker {
-    slots: usize,
-    peers: HashSet<PeerKey>,
-    next_rechoke: Option<Instant>,
-    optimistic: Option<PeerKey>,
-    next_optimistic: Option<Instant>,
-    /// Something changed (a slot freed, interest moved): rechoke at the next chance.
-    dirty: bool,
-    rng: Xorshift,
-}
-
-impl Choker {
-    pub fn new(slots: usize, seed: u64) -> Choker {
-        Choker {
-            slots,
-            peers: HashSet::new(),
-            next_rechoke: None,
-            optimistic: None,
-            next_optimistic: None,
-            dirty: false,
-            rng: Xorshift::new(seed),
-        }
-    }
-
-    pub fn peer_connected(&mut self, now: Instant, key: PeerKey) {
-        self.peers.insert(key);
-        self.next_rechoke.get_or_insert(now + RECHOKE);
-    }
-
-    pub fn peer_gone(&mut self, key: PeerKey) {
-        self.peers.remove(&key);
-        if self.optimistic == Some(key) {
-            self.optimistic = None;
-        }
-        if self.peers.is_empty() {
-            self.next_rechoke = None;
-            self.next_optimistic = None;
-        }
-    }
-
-    pub fn slot_freed(&mut self) {
-        self.dirty = true;
-    }
-
-    pub fn interest_changed(&mut self) {
-        self.dirty = true;
-    }
-
-    pub fn len(&self) -> usize {
-        self.peers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_rechoke
-    }
-
-    pub fn is_due(&self, now: Instant) -> bool {
-        self.dirty || self.next_rechoke.is_some_and(|at| at <= now)
-    }
 }
 
 impl Torrent {
@@ -288,79 +215,70 @@ impl Torrent {
         self.enqueue_upload(key);
     }
 
-    /// Re-decides who is unchoked: regular slots to the interested peers we get
-    /// the most from (while downloading) or give the most to (while seeding), and
-    /// one optimistic unchoke rotated every 30 s.
+    /// Re-decides who is unchoked (`swarm::Choker`: regular slots by reciprocation
+    /// while downloading, round robin while seeding, one optimistic unchoke) and
+    /// sends the chokes and unchokes that changed.
     pub(super) fn rechoke(&mut self, now: Instant, out: &mut Output) {
+        self.rechoke_soon = None;
         let seeding = self.is_complete();
-        self.choker.dirty = false;
-        if self.choker.peers.is_empty() {
+        let mut inputs = std::mem::take(&mut self.choke_inputs);
+        inputs.clear();
+        for (key, peer) in self.pool.iter() {
+            let Some(s) = peer.session() else { continue };
+            inputs.push(ChokeInput {
+                key,
+                interested: s.peer_interested,
+                am_choking: s.am_choking,
+                download_rate: s.download.at(now) as u64,
+                upload_rate: s.upload.at(now) as u64,
+                unchoked_us: !s.peer_choking,
+                am_interested: s.am_interested,
+                last_block_from_them: s.last_block,
+                unchoked_us_since: s.unchoked_us_at,
+                is_seed: s.has.is_seed(),
+            });
+        }
+        let mut decisions = std::mem::take(&mut self.choke_decisions);
+        self.choker.rechoke(now, seeding, &inputs, &mut decisions);
+        for decision in &decisions {
+            self.set_choking(now, decision.key, !decision.unchoke, out);
+        }
+        self.choke_inputs = inputs;
+        self.choke_decisions = decisions;
+    }
+
+    /// Chokes or unchokes `key`. A choke rejects (Fast) or drops (BEP 3) the
+    /// queued requests outside the allowed-fast set.
+    fn set_choking(&mut self, now: Instant, key: PeerKey, choke: bool, out: &mut Output) {
+        let Some(peer) = self.pool.get_mut(key) else { return };
+        let conn = peer.conn;
+        let Some(session) = peer.session_mut() else { return };
+        if choke == session.am_choking {
             return;
         }
-        self.choker.next_rechoke = Some(now + RECHOKE);
-        let mut ranked: Vec<(u64, PeerKey)> = self
-            .pool
-            .iter()
-            .filter_map(|(key, p)| p.session().map(|s| (key, s)))
-            .filter(|(_, s)| s.peer_interested && !(seeding && s.has.is_seed()))
-            .map(|(key, s)| {
-                let rate = if seeding {
-                    s.upload.at(now)
-                } else {
-                    s.download.at(now)
-                };
-                (rate as u64, key)
-            })
-            .collect();
-        ranked.sort_unstable_by(|a, b| b.cmp(a));
-        let mut unchoke: HashSet<PeerKey> = ranked.iter().take(self.choker.slots).map(|(_, k)| *k).collect();
-        let rotate = self.choker.next_optimistic.is_none_or(|at| at <= now)
-            || self
-                .choker
-                .optimistic
-                .is_none_or(|k| !ranked.iter().any(|(_, r)| *r == k));
-        if rotate {
-            let rest: Vec<PeerKey> = ranked.iter().skip(self.choker.slots).map(|(_, k)| *k).collect();
-            self.choker.optimistic = if rest.is_empty() {
-                None
-            } else {
-                Some(rest[self.choker.rng.below(rest.len() as u64) as usize])
-            };
-            self.choker.next_optimistic = Some(now + OPTIMISTIC);
+        session.am_choking = choke;
+        session.last_sent = now;
+        if !choke {
+            debug!("unchoking peer {}", peer.addr);
+            out.message(key, conn, &Message::Unchoke);
+            return;
         }
-        if let Some(optimistic) = self.choker.optimistic {
-            unchoke.insert(optimistic);
+        out.message(key, conn, &Message::Choke);
+        let queue = std::mem::take(&mut session.queue);
+        for block in queue {
+            if session.allowed_fast_sent.contains(&block.index) {
+                session.queue.push_back(block);
+            } else if session.fast {
+                out.message(key, conn, &Message::Reject(block));
+            }
         }
-        for key in self.pool.keys() {
-            let Some(peer) = self.pool.get_mut(key) else {
-                continue;
-            };
-            let conn = peer.conn;
-            let Some(session) = peer.session_mut() else {
-                continue;
-            };
-            let choke = !unchoke.contains(&key);
-            if choke == session.am_choking {
-                continue;
-            }
-            session.am_choking = choke;
-            session.last_sent = now;
-            if choke {
-                out.message(key, conn, &Message::Choke);
-                // BEP 6: with Fast, requests outside the allowed-fast set are rejected;
-                // without it, the choke itself discards them.
-                let queue = std::mem::take(&mut session.queue);
-                for block in queue {
-                    if session.allowed_fast_sent.contains(&block.index) {
-                        session.queue.push_back(block);
-                    } else if session.fast {
-                        out.message(key, conn, &Message::Reject(block));
-                    }
-                }
-            } else {
-                debug!("unchoking peer {}", peer.addr);
-                out.message(key, conn, &Message::Unchoke);
-            }
+    }
+
+    /// A peer became interested or left a slot: rechoke at the next turn if a
+    /// slot may change hands, not at the next 10 s round.
+    pub(super) fn note_interest(&mut self, now: Instant, interested: bool) {
+        if !interested || self.choker.slot_free() {
+            self.rechoke_soon.get_or_insert(now);
         }
     }
 }
