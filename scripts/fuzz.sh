@@ -18,6 +18,7 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then
   for file in fuzz/src/bin/*.rs; do targets+=("$(basename "$file" .rs)"); done
 fi
+command -v c++ >/dev/null || { echo "fuzz.sh needs a C++ compiler for libFuzzer (Debian: apt-get install g++)" >&2; exit 1; }
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
@@ -37,8 +38,7 @@ for target in "${targets[@]}"; do
       -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
     result=ok
   else
-    result="CRASH: $(grep -o 'fuzz/artifacts/[^ ]*' "$log" | head -1)"
-    result=${result:-"CRASH (see the log below)"}
+    result="CRASH: $(grep -o 'Test unit written to [^ ]*' "$log" | sed 's/.* //' | head -1)"
     crashed=$((crashed + 1))
     grep -m1 -A3 'panicked at' "$log" | sed 's/^/    /' || tail -20 "$log"
   fi
