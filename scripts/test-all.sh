@@ -22,7 +22,6 @@ want python3-libtorrent /usr/bin/python3 -c 'import libtorrent' # interop tests,
 want opentracker test -x /usr/bin/opentracker                  # tracker interop tests
 want iproute2 command -v ss                                    # leak-check.sh waits for the connection
 want procps test -x /usr/bin/kill                              # shutdown tests send SIGINT with kill
-want time test -x /usr/bin/time                                # swarm.sh measures each client
 want aria2 command -v aria2c                                   # swarm.sh compares with aria2c
 [ -z "${FUZZ_SECONDS:-}" ] || want g++ command -v c++          # cargo-fuzz builds libFuzzer
 if ((${#need[@]})); then
