@@ -3,10 +3,10 @@
 # bitloop, a python3-libtorrent leecher (TCP only: uTP off, as bitloop has none) and
 # aria2c, in one session, the order of the three rotating round by round so that
 # machine noise hits all alike. Reports medians of wall time, CPU time (user +
-# system, threads included), peak RSS, and the peaks of its two parts sampled from
-# /proc/PID/status every 20 ms: anonymous memory (heap, buffers) and file pages
-# (the binary and libraries, and for libtorrent the mmap'd torrent data, which
-# counts in its RSS although the kernel can drop it at will).
+# system, threads included), peak RSS (the kernel's high-water mark), and the peaks
+# of its two parts sampled from /proc/PID/status every 20 ms: anonymous memory
+# (heap, buffers) and file pages (the binary and libraries, and for libtorrent the
+# mmap'd torrent data, which counts in its RSS although the kernel can drop it).
 #
 # bitloop and libtorrent are given the seeders' addresses; aria2c, which has no
 # such option, gets them from a stub tracker that answers every announce with
@@ -73,16 +73,28 @@ EOF
 wait_until 30 test -s "$work/tracker.port" || { echo "the stub tracker did not start" >&2; exit 1; }
 tracker="http://127.0.0.1:$(cat "$work/tracker.port")/announce"
 
-# Runs a command and writes "wall cpu max_rss_kib peak_anon_kib peak_file_kib" to
-# the file named first: CPU and peak RSS from wait4's rusage, the two parts sampled.
+# Runs a command and writes "wall cpu peak_rss_kib peak_anon_kib peak_file_kib" to
+# the file named first. CPU comes from wait4's rusage; peak RSS is the kernel's
+# high-water mark (VmHWM) of the program, read while it runs (rusage's max RSS
+# would count this python, which the child was before exec); the two parts are
+# sampled peaks.
 cat > "$work/measure.py" <<'EOF'
 import os, sys, threading, time
 out, cmd = sys.argv[1], sys.argv[2:]
-peak = {"RssAnon": 0, "RssFile": 0}
+peak = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0}
 started = time.monotonic()
+# The pipe's write end closes on exec (python's fds are close-on-exec), so the
+# sampler starts on the program, never on the python it was forked from.
+execed, child_end = os.pipe()
 pid = os.fork()
 if pid == 0:
-    os.execvp(cmd[0], cmd)
+    os.close(execed)
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)  # exec failed
+os.close(child_end)
+os.read(execed, 1)
 def sample():
     while True:
         try:
@@ -98,7 +110,8 @@ threading.Thread(target=sample, daemon=True).start()
 _, status, usage = os.wait4(pid, 0)
 wall = time.monotonic() - started
 with open(out, "w") as f:
-    f.write(f"{wall:.2f} {usage.ru_utime + usage.ru_stime:.2f} {usage.ru_maxrss} {peak['RssAnon']} {peak['RssFile']}\n")
+    cpu = usage.ru_utime + usage.ru_stime
+    f.write(f"{wall:.2f} {cpu:.2f} {peak['VmHWM']} {peak['RssAnon']} {peak['RssFile']}\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 EOF
 
