@@ -1,14 +1,15 @@
 //! HTTP tracker responses: `tracker::http::ResponseReader` fed responses in random
 //! chunkings, then `parse_announce` and `parse_scrape`, through the tracker fuzz
-//! target's own check.
+//! target's own check, and valid announce and scrape bodies parsed exactly.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bitloop::tracker::http::{parse_announce, HttpResponse};
+use bitloop::metainfo::InfoHash;
+use bitloop::tracker::http::{parse_announce, parse_scrape, HttpResponse};
 use bitloop::tracker::udp::compact_peer;
-use bitloop::tracker::{clamp_interval, TrackerError};
+use bitloop::tracker::{clamp_interval, ScrapeStats, TrackerError};
 
 use super::gen::{mutate, run_cases, Rng};
 use crate::http_stream::{check, check_body, read_response, Read};
@@ -201,5 +202,37 @@ fn random_bytes_never_break_the_reader() {
             input.splice(at..at, b"HTTP/1.1 200 OK\r\n".iter().copied());
         }
         let _ = check(&StreamInput::parse(&input));
+    });
+}
+
+#[test]
+fn valid_scrape_bodies_give_each_hash_its_figures() {
+    run_cases("valid scrape bodies", 0x5eed_0104, 10_000, |rng| {
+        let hashes: Vec<InfoHash> = (0..1 + rng.below(5))
+            .map(|_| InfoHash(rng.bytes(20).try_into().unwrap()))
+            .collect();
+        let mut files: BTreeMap<&[u8], Vec<u8>> = BTreeMap::new();
+        let mut want = vec![ScrapeStats::default(); hashes.len()];
+        for (hash, stats) in hashes.iter().zip(&mut want) {
+            if rng.one_in(3) {
+                continue; // the tracker does not know it: zeros
+            }
+            *stats = ScrapeStats {
+                seeders: rng.u32(),
+                completed: rng.u32(),
+                leechers: rng.u32(),
+            };
+            let figures: BTreeMap<&[u8], Vec<u8>> = [
+                (&b"complete"[..], format!("i{}e", stats.seeders).into_bytes()),
+                (&b"downloaded"[..], format!("i{}e", stats.completed).into_bytes()),
+                (&b"incomplete"[..], format!("i{}e", stats.leechers).into_bytes()),
+            ]
+            .into();
+            files.insert(&hash.0, dict(&figures));
+        }
+        let stranger = [0xee; 20];
+        files.insert(&stranger, b"d8:completei1ee".to_vec());
+        let body = dict(&[(&b"files"[..], dict(&files))].into());
+        assert_eq!(parse_scrape(&body, &hashes), Ok(want));
     });
 }
