@@ -1,4 +1,4 @@
-//! The file calls std does not offer, through the `libc` crate: allocating a
+//! The three file calls std does not offer, through the `libc` crate: allocating a
 //! file's blocks (`posix_fallocate`), read-ahead hints (`posix_fadvise`) and finding
 //! the parts of a sparse file that hold data (`lseek` with `SEEK_DATA`/`SEEK_HOLE`).
 //!
@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 
 /// Allocates the first `len` bytes of `file`, so that later writes there cannot
@@ -39,13 +40,46 @@ pub fn advise_sequential(file: &File) {
     }
 }
 
+/// The next range of `file` at or after `from` (and before `end`) that may hold
+/// data, skipping holes. `Ok(None)`: only holes remain. A file system that cannot
+/// tell reports everything as data.
+pub fn next_data(file: &File, from: u64, end: u64) -> io::Result<Option<Range<u64>>> {
+    if from >= end {
+        return Ok(None);
+    }
+    let Ok(offset) = libc::off_t::try_from(from) else {
+        return Ok(Some(from..end));
+    };
+    // SAFETY: as above. lseek moves this fd's offset, which nothing else uses:
+    // storage reads and writes with pread/pwrite.
+    let data = unsafe { libc::lseek(file.as_raw_fd(), offset, libc::SEEK_DATA) };
+    if data < 0 {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::ENXIO) => Ok(None),
+            Some(libc::EINVAL | libc::EOPNOTSUPP) => Ok(Some(from..end)),
+            _ => Err(error),
+        };
+    }
+    let data = data as u64;
+    if data >= end {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
+    if hole < 0 {
+        return Ok(Some(data..end));
+    }
+    Ok(Some(data..(hole as u64).min(end)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
     #[test]
-    fn preallocation_keeps_data() {
+    fn data_ranges_skip_holes_and_preallocation_keeps_data() {
         let tmp = tempfile::tempdir().unwrap();
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -57,6 +91,16 @@ mod tests {
         let len = 8 << 20;
         file.set_len(len).unwrap();
         file.write_all_at(&[7; 4096], 4 << 20).unwrap();
+        // Wherever the file system puts block boundaries, the written bytes are
+        // inside the first data range and nothing is found after it.
+        let first = next_data(&file, 0, len).unwrap().expect("data");
+        assert!(
+            first.start <= 4 << 20 && first.end >= (4 << 20) + 4096,
+            "{first:?}"
+        );
+        assert_eq!(next_data(&file, first.end, len).unwrap(), None);
+        assert_eq!(next_data(&file, len, len).unwrap(), None);
+
         preallocate(&file, len).unwrap();
         assert_eq!(file.metadata().unwrap().len(), len);
         let mut back = [0; 4096];
