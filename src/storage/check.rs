@@ -50,6 +50,8 @@ pub struct Checker {
     current: Option<Current>,
     good: Bitfield,
     status: CheckStatus,
+    /// The last file given the sequential read hint.
+    advised: Option<usize>,
 }
 
 impl Checker {
@@ -73,6 +75,7 @@ impl Checker {
             cursor: 0,
             current: None,
             good: Bitfield::new(count),
+            advised: None,
         }
     }
 
@@ -96,7 +99,7 @@ impl Checker {
             if self.current.is_none() {
                 match self.next_piece() {
                     Some(piece) => {
-                        store.advise_sequential(files, piece)?;
+                        store.advise_sequential(files, piece, &mut self.advised)?;
                         self.current = Some(Current {
                             piece,
                             sha: Sha1::new(),

@@ -326,11 +326,20 @@ impl PieceStore {
         self.stats.bytes_checked += bytes;
     }
 
-    /// Hints sequential reading for every file `piece` lives in (checking).
-    pub(crate) fn advise_sequential(&self, files: &mut FilePool, piece: u32) -> Result<()> {
+    /// Hints sequential reading for the files `piece` lives in past file
+    /// `*advised` (a check goes through the files in order, so once each).
+    pub(crate) fn advise_sequential(
+        &self,
+        files: &mut FilePool,
+        piece: u32,
+        advised: &mut Option<usize>,
+    ) -> Result<()> {
         let spans = self.layout.piece_spans(piece).expect("piece checked by caller");
         for span in spans.filter(|s| !self.pad[s.file]) {
-            sys::advise_sequential(files.file(self.id, span.file, &self.paths[span.file], false)?);
+            if advised.is_none_or(|a| span.file > a) {
+                sys::advise_sequential(files.file(self.id, span.file, &self.paths[span.file], false)?);
+                *advised = Some(span.file);
+            }
         }
         Ok(())
     }
