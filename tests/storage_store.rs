@@ -300,3 +300,57 @@ fn a_check_runs_in_bounded_slices_and_finds_the_good_pieces() {
     };
     assert_eq!(good.iter_ones().collect::<Vec<_>>(), vec![1]);
 }
+
+#[test]
+fn a_check_that_hits_a_truncated_file_reports_it_and_can_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Fixture::single(8 << 20, 1 << 20, 9);
+    let mut files = FilePool::new(8);
+    let mut store = fixture.open(&mut files, tmp.path());
+    download_all(&mut store, &mut files, &fixture);
+    let mut checker = Checker::new(&store, &Bitfield::full(8));
+    let step = checker.step(&mut store, &mut files, 2 << 20).unwrap();
+    assert!(matches!(step, CheckProgress::Running(s) if s.pieces_checked == 2));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp.path().join("t/file.bin"))
+        .unwrap();
+    file.set_len(5 << 19).unwrap(); // 2.5 MiB: piece 2 is cut
+    let e = checker.step(&mut store, &mut files, 2 << 20).unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Vanished, "{e}");
+    // Grown back (zeros past the cut), the check goes on from piece 2.
+    file.set_len(8 << 20).unwrap();
+    let good = loop {
+        if let CheckProgress::Done(good) = checker.step(&mut store, &mut files, 2 << 20).unwrap() {
+            break good;
+        }
+    };
+    assert_eq!(ones(&good), vec![0, 1]);
+    assert_eq!(checker.status().pieces_checked, 8);
+}
+
+fn ones(bits: &Bitfield) -> Vec<u32> {
+    bits.iter_ones().collect()
+}
+
+#[test]
+fn a_file_replaced_under_us_is_not_taken_for_ours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Fixture::single(1 << 20, 64 << 10, 10);
+    let mut files = FilePool::new(8);
+    let mut store = fixture.open(&mut files, tmp.path());
+    let path = tmp.path().join("t/file.bin");
+    // Piece 0 hashed in order as written, then the file is swapped for one that
+    // holds other bytes there: the hash state would verify bytes no longer on disk.
+    write_piece(&mut store, &mut files, &fixture, 0, 16384, Order::InOrder);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+    files.close_store(store.id()); // the pool reopens by name
+    let e = store.verify_piece(&mut files, 0).unwrap_err();
+    assert_eq!(e.kind(), StorageErrorKind::Vanished);
+    assert!(e.to_string().contains("replaced while in use"), "{e}");
+    assert_eq!(
+        store.sync(&mut files).unwrap_err().kind(),
+        StorageErrorKind::Vanished
+    );
+}

@@ -9,7 +9,7 @@
 
 use sha1::{Digest, Sha1};
 
-use super::error::Result;
+use super::error::{Op, Result, StorageError};
 use super::pool::FilePool;
 use super::store::PieceStore;
 use crate::swarm::Bitfield;
@@ -55,7 +55,8 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A check of `pieces` (indexes past `store`'s piece count are ignored).
+    /// A check of `pieces` (indexes past `store`'s piece count are ignored). Step it
+    /// with the same store.
     pub fn new(store: &PieceStore, pieces: &Bitfield) -> Checker {
         let layout = store.layout();
         let count = layout.piece_count();
@@ -99,12 +100,22 @@ impl Checker {
             if self.current.is_none() {
                 match self.next_piece() {
                     Some(piece) => {
-                        store.advise_sequential(files, piece, &mut self.advised)?;
+                        let Some(size) = store.layout().piece_size(piece) else {
+                            return Err(StorageError::out_of_range(
+                                store.root(),
+                                Op::Read,
+                                format!("piece {piece}: this checker was made for another torrent"),
+                            ));
+                        };
+                        if let Err(e) = store.advise_sequential(files, piece, &mut self.advised) {
+                            self.cursor = piece;
+                            return Err(e);
+                        }
                         self.current = Some(Current {
                             piece,
                             sha: Sha1::new(),
                             offset: 0,
-                            size: store.layout().piece_size(piece).expect("in range"),
+                            size,
                         });
                     }
                     None => return Ok(CheckProgress::Done(self.good.clone())),

@@ -124,6 +124,17 @@ impl StorageError {
         }
     }
 
+    /// Another file took the name of ours while in use.
+    pub(crate) fn replaced(path: &Path, op: Op) -> StorageError {
+        let error = io::Error::new(io::ErrorKind::NotFound, "the file was replaced while in use");
+        StorageError {
+            path: path.to_path_buf(),
+            op,
+            kind: StorageErrorKind::Vanished,
+            error,
+        }
+    }
+
     /// The file is shorter than the torrent says.
     pub(crate) fn truncated(path: &Path, op: Op, size: u64, expected: u64) -> StorageError {
         let error = io::Error::new(

@@ -17,7 +17,8 @@
 //! file fails ([`StorageErrorKind::Vanished`](super::StorageErrorKind::Vanished)),
 //! and since writes through a file still open would go to the unlinked inode
 //! unnoticed, [`PieceStore::verify_piece`] and [`PieceStore::sync`] check the link
-//! count and size of every file they touch. So a piece on a vanished file never
+//! count, size and inode of every file they touch (the inode: a file of the same
+//! name put in its place is not ours). So a piece on a vanished file never
 //! verifies and never reaches resume data (which is saved only after a sync).
 
 use std::collections::HashMap;
@@ -83,6 +84,9 @@ pub struct PieceStore {
     pad: Vec<bool>,
     hashes: Vec<[u8; 20]>,
     hashing: HashMap<u32, PieceHash>,
+    /// Each file's (device, inode) when the store opened it, so a file replaced
+    /// under us is told from ours (0, 0 for padding).
+    identity: Vec<(u64, u64)>,
     /// Files written since the last sync: a flag per file and the list of them.
     dirty: Vec<bool>,
     dirty_list: Vec<usize>,
@@ -98,11 +102,13 @@ impl PieceStore {
         let layout = metainfo.layout();
         let mut paths = Vec::with_capacity(layout.files().len());
         let mut pad = Vec::with_capacity(layout.files().len());
+        let mut identity = Vec::with_capacity(layout.files().len());
         for (file, entry) in layout.files().iter().zip(&metainfo.info.files) {
             let path = root.join(&file.path);
-            if !entry.pad {
-                create_file(&path, file.length, options)?;
-            }
+            identity.push(match entry.pad {
+                true => (0, 0),
+                false => create_file(&path, file.length, options)?,
+            });
             paths.push(path);
             pad.push(entry.pad);
         }
@@ -111,6 +117,7 @@ impl PieceStore {
             info_hash: metainfo.info_hash,
             root: root.to_path_buf(),
             dirty: vec![false; paths.len()],
+            identity,
             dirty_list: Vec::new(),
             layout,
             paths,
@@ -280,6 +287,11 @@ impl PieceStore {
         if meta.nlink() == 0 {
             return Err(StorageError::removed(path, op));
         }
+        if (meta.dev(), meta.ino()) != self.identity[index] {
+            // Another file now has the name (reopened after ours was removed): what
+            // was written and hashed went to ours.
+            return Err(StorageError::replaced(path, op));
+        }
         if meta.len() < expected {
             return Err(StorageError::truncated(path, op, meta.len(), expected));
         }
@@ -420,8 +432,9 @@ impl PieceHash {
     }
 }
 
-/// Creates `path` (and its folders) at `length` bytes, sparse unless preallocating.
-fn create_file(path: &Path, length: u64, options: &StoreOptions) -> Result<()> {
+/// Creates `path` (and its folders) at `length` bytes, sparse unless preallocating;
+/// returns its (device, inode).
+fn create_file(path: &Path, length: u64, options: &StoreOptions) -> Result<(u64, u64)> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, Op::CreateFolder, e))?;
     }
@@ -432,11 +445,12 @@ fn create_file(path: &Path, length: u64, options: &StoreOptions) -> Result<()> {
         .write(true)
         .open(path)
         .map_err(error)?;
-    if file.metadata().map_err(error)?.len() != length {
+    let meta = file.metadata().map_err(error)?;
+    if meta.len() != length {
         file.set_len(length).map_err(error)?;
     }
     if options.preallocate {
         sys::preallocate(&file, length).map_err(|e| StorageError::io(path, Op::Preallocate, e))?;
     }
-    Ok(())
+    Ok((meta.dev(), meta.ino()))
 }
