@@ -6,14 +6,18 @@
 //! it), so it costs no new crate, and these are three plain calls on a valid fd.
 //! Why `posix_fallocate` and not `fallocate(2)`: glibc falls back to writing zeros on
 //! file systems without `fallocate(2)`, so `--preallocate` works everywhere.
+//! Elsewhere than Linux, Android and FreeBSD, preallocation is refused as
+//! unsupported, the hint is skipped and every range counts as data.
 
 use std::fs::File;
 use std::io;
 use std::ops::Range;
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 use std::os::fd::AsRawFd;
 
 /// Allocates the first `len` bytes of `file`, so that later writes there cannot
 /// fail for lack of space. Data already in the file is kept.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub fn preallocate(file: &File, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
@@ -33,6 +37,7 @@ pub fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 /// Tells the kernel `file` will be read from start to end (a larger read-ahead).
 /// Only a hint: failure changes nothing, so it is ignored.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub fn advise_sequential(file: &File) {
     // SAFETY: as above, a valid borrowed fd and no pointers.
     unsafe {
@@ -43,6 +48,7 @@ pub fn advise_sequential(file: &File) {
 /// The next range of `file` at or after `from` (and before `end`) that may hold
 /// data, skipping holes. `Ok(None)`: only holes remain. A file system that cannot
 /// tell reports everything as data.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub fn next_data(file: &File, from: u64, end: u64) -> io::Result<Option<Range<u64>>> {
     if from >= end {
         return Ok(None);
@@ -71,6 +77,19 @@ pub fn next_data(file: &File, from: u64, end: u64) -> io::Result<Option<Range<u6
         return Ok(Some(data..end));
     }
     Ok(Some(data..(hole as u64).min(end)))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub fn preallocate(_file: &File, _len: u64) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub fn advise_sequential(_file: &File) {}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub fn next_data(_file: &File, from: u64, end: u64) -> io::Result<Option<Range<u64>>> {
+    Ok((from < end).then_some(from..end))
 }
 
 #[cfg(test)]
