@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Runs every bitloop test: unit and integration tests (including the interop tests
 # against real libtorrent and opentracker), the allocation-counting leak proofs,
-# a smoke run of the benchmarks, and the examples under valgrind.
+# a smoke run of the benchmarks (the swarm benchmark included), the examples and
+# the release binary under valgrind, and (with FUZZ_SECONDS set) every fuzz target.
 #
 # It installs what the tests need when it is missing (Debian packages; needs root
 # or sudo), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every external command the tests, benchmarks and scripts run, and the Debian
+# package it comes from (coreutils, diffutils, mawk and bash are always there).
 need=()
-[ -x /usr/bin/valgrind ] || need+=(valgrind)
-/usr/bin/python3 -c 'import libtorrent' 2>/dev/null || need+=(python3-libtorrent)
-[ -x /usr/bin/opentracker ] || need+=(opentracker)
-command -v ss >/dev/null || need+=(iproute2)
+want() { # package check...
+  local package=$1
+  shift
+  "$@" >/dev/null 2>&1 || need+=("$package")
+}
+want valgrind test -x /usr/bin/valgrind                        # examples, leak-check.sh
+want python3-libtorrent /usr/bin/python3 -c 'import libtorrent' # interop tests, seeders, swarm.sh
+want opentracker test -x /usr/bin/opentracker                  # tracker interop tests
+want iproute2 command -v ss                                    # leak-check.sh waits for the connection
+want procps test -x /usr/bin/kill                              # shutdown tests send SIGINT with kill
+want aria2 command -v aria2c                                   # swarm.sh compares with aria2c
+[ -z "${FUZZ_SECONDS:-}" ] || want g++ command -v c++          # cargo-fuzz builds libFuzzer
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -28,7 +39,7 @@ cargo build --release --examples -q
 failed=0
 for example in timer tcp_echo udp_ping_pong; do
   if valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-      --error-exitcode=42 "target/release/examples/$example" >/dev/null; then
+      --error-exitcode=42 "${CARGO_TARGET_DIR:-target}/release/examples/$example" >/dev/null; then
     echo "test valgrind_$example ... ok"
   else
     echo "test valgrind_$example ... FAILED"
@@ -40,3 +51,12 @@ echo "$((3 - failed)) passed, $failed failed"
 
 echo "== the release binary under valgrind: complete, interrupted and failed downloads"
 scripts/leak-check.sh
+
+echo "== swarm benchmark smoke run (1 round, 16 MiB: bitloop, libtorrent, aria2c)"
+benches/swarm.sh 1 16
+
+# Opt-in: FUZZ_SECONDS=30 scripts/test-all.sh also runs every fuzz target that long.
+if [ -n "${FUZZ_SECONDS:-}" ]; then
+  echo "== every fuzz target for $FUZZ_SECONDS s"
+  scripts/fuzz.sh "$FUZZ_SECONDS"
+fi

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bounded;
 pub mod counting;
 pub mod fake_trackers;
 pub mod libtorrent;

@@ -1,13 +1,18 @@
 //! python3-libtorrent seeders for download tests, and torrents to seed.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
 use bitloop::metainfo::create::{create_torrent, CreateOptions};
 use bitloop::metainfo::Metainfo;
 
+use super::bounded::Lines;
 use super::libtorrent::{write_file, PYTHON};
+
+/// How long a seeder may take to say it is ready: the tool gives up checking the
+/// data after 60 s (and says so), so this is only reached if it hangs.
+const READY_WITHIN: Duration = Duration::from_secs(90);
 
 /// A libtorrent session seeding one torrent; it exits when dropped.
 pub struct Seeder {
@@ -40,10 +45,15 @@ impl Seeder {
             .unwrap_or_else(|e| {
                 panic!("cannot run {PYTHON} ({e}); scripts/test-all.sh installs python3-libtorrent")
             });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let lines = Lines::new(child.stdout.take().unwrap(), "the libtorrent seeder");
+        let line = match lines.try_line_within(READY_WITHIN) {
+            Ok(line) => line,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the libtorrent seeder did not say it was ready within {READY_WITHIN:?}: {why:?}");
+            }
+        };
         let ready: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("seeder said {line:?}"));
         let port = ready["port"]

@@ -124,8 +124,9 @@ def seed(args):
 
 
 def leech(args):
-    """Downloads TORRENT into SAVE_PATH from the given peers; exits when complete."""
-    ses = session(0)
+    """Downloads TORRENT into SAVE_PATH from the given peers; exits when complete.
+    Over TCP only (uTP off both ways), so that it compares with bitloop like with like."""
+    ses = session(0, extra={"enable_outgoing_utp": False, "enable_incoming_utp": False})
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path

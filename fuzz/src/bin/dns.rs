@@ -4,9 +4,4 @@
 
 #![no_main]
 
-use bitloop::dns::message::decode_answer;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = decode_answer(data);
-});
+bitloop_fuzz::fuzz_target!(|data: &[u8]| bitloop_fuzz::checks::dns(data));

@@ -1,0 +1,129 @@
+//! The three file calls std does not offer, through the `libc` crate: allocating a
+//! file's blocks (`posix_fallocate`), read-ahead hints (`posix_fadvise`) and finding
+//! the parts of a sparse file that hold data (`lseek` with `SEEK_DATA`/`SEEK_HOLE`).
+//!
+//! Why `libc` and not `rustix`: `libc` is already in the tree (mio and socket2 use
+//! it), so it costs no new crate, and these are three plain calls on a valid fd.
+//! Why `posix_fallocate` and not `fallocate(2)`: glibc falls back to writing zeros on
+//! file systems without `fallocate(2)`, so `--preallocate` works everywhere.
+//! Elsewhere than Linux, Android and FreeBSD, preallocation is refused as
+//! unsupported, the hint is skipped and every range counts as data.
+
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+use std::os::fd::AsRawFd;
+
+/// Allocates the first `len` bytes of `file`, so that later writes there cannot
+/// fail for lack of space. Data already in the file is kept.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: the fd is valid for the life of `file`, which we borrow; the call
+        // takes no pointers. It returns an error number rather than setting errno.
+        let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match code {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            code => return Err(io::Error::from_raw_os_error(code)),
+        }
+    }
+}
+
+/// Tells the kernel `file` will be read from start to end (a larger read-ahead).
+/// Only a hint: failure changes nothing, so it is ignored.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub fn advise_sequential(file: &File) {
+    // SAFETY: as above, a valid borrowed fd and no pointers.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}
+
+/// The next range of `file` at or after `from` (and before `end`) that may hold
+/// data, skipping holes. `Ok(None)`: only holes remain. A file system that cannot
+/// tell reports everything as data.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub fn next_data(file: &File, from: u64, end: u64) -> io::Result<Option<Range<u64>>> {
+    if from >= end {
+        return Ok(None);
+    }
+    let Ok(offset) = libc::off_t::try_from(from) else {
+        return Ok(Some(from..end));
+    };
+    // SAFETY: as above. lseek moves this fd's offset, which nothing else uses:
+    // storage reads and writes with pread/pwrite.
+    let data = unsafe { libc::lseek(file.as_raw_fd(), offset, libc::SEEK_DATA) };
+    if data < 0 {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::ENXIO) => Ok(None),
+            Some(libc::EINVAL | libc::EOPNOTSUPP) => Ok(Some(from..end)),
+            _ => Err(error),
+        };
+    }
+    let data = data as u64;
+    if data >= end {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
+    if hole < 0 {
+        return Ok(Some(data..end));
+    }
+    Ok(Some(data..(hole as u64).min(end)))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub fn preallocate(_file: &File, _len: u64) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub fn advise_sequential(_file: &File) {}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub fn next_data(_file: &File, from: u64, end: u64) -> io::Result<Option<Range<u64>>> {
+    Ok((from < end).then_some(from..end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn data_ranges_skip_holes_and_preallocation_keeps_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(tmp.path().join("f"))
+            .unwrap();
+        let len = 8 << 20;
+        file.set_len(len).unwrap();
+        file.write_all_at(&[7; 4096], 4 << 20).unwrap();
+        // Wherever the file system puts block boundaries, the written bytes are
+        // inside the first data range and nothing is found after it.
+        let first = next_data(&file, 0, len).unwrap().expect("data");
+        assert!(
+            first.start <= 4 << 20 && first.end >= (4 << 20) + 4096,
+            "{first:?}"
+        );
+        assert_eq!(next_data(&file, first.end, len).unwrap(), None);
+        assert_eq!(next_data(&file, len, len).unwrap(), None);
+
+        preallocate(&file, len).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), len);
+        let mut back = [0; 4096];
+        file.read_exact_at(&mut back, 4 << 20).unwrap();
+        assert_eq!(back, [7; 4096]);
+    }
+}
