@@ -20,9 +20,10 @@ pub type Item = Vec<u8>;
 
 /// The piece count and handshake flag a [`StreamInput`] stands for.
 pub fn parameters(input: &StreamInput<'_>) -> (Limits, bool) {
-    // 24 bits reach bitfields far larger than the biggest other message.
+    // 24 bits reach bitfields far larger than the biggest other message; flag 2
+    // stands for a torrent whose metadata is not known yet (any bitfield size).
     let limits = Limits {
-        piece_count: input.param & 0x00ff_ffff,
+        piece_count: (input.flags & 2 == 0).then_some(input.param & 0x00ff_ffff),
     };
     (limits, input.flags & 1 != 0)
 }

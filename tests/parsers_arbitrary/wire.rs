@@ -46,7 +46,7 @@ fn message(rng: &mut Rng, limits: &Limits, out: &mut Vec<u8>) {
         Vec::new()
     };
     let bits = if kind == 6 {
-        bitfield(rng, limits.piece_count)
+        bitfield(rng, limits.piece_count.expect("streams are made for a known torrent"))
     } else {
         Vec::new()
     };
@@ -114,9 +114,7 @@ fn input_bytes(rng: &mut Rng, pieces: u32, handshake: bool, stream: &[u8]) -> Ve
 #[test]
 fn valid_streams_decode_to_what_was_sent_in_any_chunking() {
     run_cases("valid wire streams", 0x5eed_0001, 10_000, |rng| {
-        let limits = Limits {
-            piece_count: piece_count(rng),
-        };
+        let limits = Limits::pieces(piece_count(rng));
         let handshake = rng.one_in(2);
         let (stream, items) = valid_stream(rng, &limits, handshake);
         let got = receive_peer(&rng.chunking(), &stream, limits, handshake);
@@ -132,7 +130,7 @@ fn mutated_streams_never_break_the_receiver() {
     run_cases("mutated wire streams", 0x5eed_0002, 20_000, |rng| {
         let pieces = piece_count(rng);
         let handshake = rng.one_in(3);
-        let (mut stream, _) = valid_stream(rng, &Limits { piece_count: pieces }, handshake);
+        let (mut stream, _) = valid_stream(rng, &Limits::pieces(pieces), handshake);
         mutate(rng, &mut stream);
         let input = input_bytes(rng, pieces, handshake, &stream);
         failures += check(&StreamInput::parse(&input)).failed.is_some() as usize;
@@ -156,7 +154,7 @@ fn random_bytes_never_break_the_receiver() {
 fn max_length(id: u8, limits: &Limits) -> usize {
     match id {
         7 => 9 + BLOCK as usize,
-        5 => 1 + (limits.piece_count as usize).div_ceil(8),
+        5 => 1 + (limits.piece_count.map_or(bitloop::metainfo::MAX_PIECES, |c| c as usize)).div_ceil(8),
         20 => MAX_EXTENDED,
         _ => 17,
     }
@@ -165,7 +163,7 @@ fn max_length(id: u8, limits: &Limits) -> usize {
 #[test]
 fn an_oversized_prefix_is_refused_as_soon_as_its_id_arrives() {
     for pieces in [0, 1, 8, 9, 1000, 600_000] {
-        let limits = Limits { piece_count: pieces };
+        let limits = Limits::pieces(pieces);
         for id in 0..=255u8 {
             let max = max_length(id, &limits);
             for length in [max, max + 1, u32::MAX as usize] {
