@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use bitloop::client::download::{run, DownloadOptions, Outcome};
-use bitloop::client::session::{Session, Source, TorrentKey};
+use bitloop::client::session::{AddOptions, Session, Source, TorrentKey};
 use bitloop::client::Owner;
 use bitloop::metainfo::Metainfo;
 use bitloop::reactor::{Event, HandleId, HandleKind, Handler, Reactor, RunMode};
@@ -179,7 +179,11 @@ fn churn(torrent: &Metainfo, tmp: &std::path::Path, cycles: usize) {
     };
     let mut session = Session::new(&mut rx, 0, session_config(torrent_config)).unwrap();
     let key = session
-        .add_torrent(&mut rx, Source::Torrent(torrent), tmp.to_path_buf())
+        .add_torrent(
+            &mut rx,
+            Source::Torrent(torrent),
+            AddOptions::new(tmp.to_path_buf()),
+        )
         .unwrap();
     let mut world = World {
         session,

@@ -48,6 +48,16 @@ impl Console {
         let Some(torrent) = session.torrent(item.key) else {
             return format!("{}: gone", item.name);
         };
+        if let Some(check) = session.check_status(item.key) {
+            let total = check.bytes_total.max(1);
+            return format!(
+                "{}: checking existing data {:5.1}%  {:.1}/{:.1} MiB",
+                item.name,
+                check.bytes_checked as f64 * 100.0 / total as f64,
+                mib(check.bytes_checked),
+                mib(check.bytes_total)
+            );
+        }
         let now = Instant::now();
         let stats = torrent.stats();
         let total = torrent.total_length().unwrap_or(0).max(1);

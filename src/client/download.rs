@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use super::console::Console;
-use super::session::{Session, SessionConfig, SessionEvent, Source, TorrentKey};
+use super::session::{AddOptions, Phase, Session, SessionConfig, SessionEvent, Source, TorrentKey};
 use super::{Owner, TrackerConfig};
 use crate::metainfo::Metainfo;
 use crate::reactor::{Event, HandleId, Handler, Reactor, Report, RunMode};
@@ -47,6 +47,10 @@ pub struct DownloadOptions {
     /// Session-wide budgets (connections, half-open connects); `None`: defaults.
     pub max_connections: Option<usize>,
     pub max_half_open: Option<usize>,
+    /// Allocate files at start, so a full disk fails then and not halfway.
+    pub preallocate: bool,
+    /// Where resume data lives (`None`: beside the download, in `.bitloop/`).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl DownloadOptions {
@@ -63,6 +67,16 @@ impl DownloadOptions {
             trackers: TrackerConfig::default(),
             max_connections: None,
             max_half_open: None,
+            preallocate: false,
+            state_dir: None,
+        }
+    }
+
+    fn add_options(&self) -> AddOptions {
+        AddOptions {
+            output: self.output.clone(),
+            preallocate: self.preallocate,
+            state_dir: self.state_dir.clone(),
         }
     }
 
@@ -178,7 +192,7 @@ impl Download {
             let key = match download.session.add_torrent(
                 rx,
                 Source::Torrent(metainfo),
-                download.options.output.clone(),
+                download.options.add_options(),
             ) {
                 Ok(key) => key,
                 Err(e) => {
@@ -385,6 +399,9 @@ impl Download {
             let Some(torrent) = self.session.torrent(key) else {
                 continue;
             };
+            if self.session.phase(key) == Some(Phase::Checking) {
+                continue; // a long check is not a stall
+            }
             let got = torrent.stats().downloaded;
             let stuck = got == self.items[index].checked && self.items[index].state == State::Downloading;
             self.items[index].checked = got;

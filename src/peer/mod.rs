@@ -241,9 +241,14 @@ mod tests {
         let t0 = Instant::now();
         let mut s = session(true);
         s.requests.push_back((block(0, 0), t0));
-        s.requests.push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
+        s.requests
+            .push_back((block(0, BLOCK), t0 + Duration::from_secs(5)));
         let mut expired = Vec::new();
-        s.expire_requests(t0 + Duration::from_secs(2), t0 + Duration::from_secs(1), &mut expired);
+        s.expire_requests(
+            t0 + Duration::from_secs(2),
+            t0 + Duration::from_secs(1),
+            &mut expired,
+        );
         assert_eq!(expired, vec![block(0, 0)]);
         assert_eq!(s.requests.len(), 1);
         assert_eq!(s.pipeline_target(), 1, "after a timeout, one request at a time");

@@ -172,6 +172,11 @@ impl Picker {
         self.partial.len()
     }
 
+    /// The pieces in progress.
+    pub fn partial_pieces(&self) -> Vec<u32> {
+        self.partial.keys().copied().collect()
+    }
+
     /// Exclusive pieces that started over since the last call.
     pub fn take_restarted(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.restarted)

@@ -59,7 +59,7 @@ impl Torrent {
             self.stats.wasted += data.len() as u64;
             return Ok(());
         }
-        if let Err(e) = meta.store.write_block(index, begin, data) {
+        if let Err(e) = meta.store.write_block(&mut out.files, index, begin, data) {
             meta.picker.on_request_lost(block, key);
             self.fail(format!("cannot write: {e}"));
             return Ok(());
@@ -101,7 +101,7 @@ impl Torrent {
 
     fn piece_finished(&mut self, now: Instant, piece: u32, out: &mut Output) {
         let meta = self.meta.as_mut().expect("loaded");
-        let ok = match meta.store.verify(piece) {
+        let ok = match meta.store.verify_piece(&mut out.files, piece) {
             Ok(ok) => ok,
             Err(e) => return self.fail(format!("cannot read back: {e}")),
         };
@@ -189,6 +189,7 @@ impl Torrent {
         let Some(meta) = &mut self.meta else { return };
         for piece in meta.picker.take_restarted() {
             meta.contributors.remove(&piece);
+            meta.store.abandon_piece(piece);
         }
     }
 }

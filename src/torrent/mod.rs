@@ -41,7 +41,7 @@ pub use output::{Action, Output};
 pub use pool::{Peer, PeerCounts, PeerPool, PeerState};
 
 use crate::metainfo::{InfoHash, Metainfo};
-use crate::storage::Storage;
+use crate::storage::{PieceStore, StorageError, StoreStats};
 use crate::swarm::{Bitfield, ChokeInput, Choker, ChokerConfig, Decision, PeerKey, Picker};
 use crate::tracker::PeerId;
 use crate::wire::{BlockRef, Limits};
@@ -132,7 +132,9 @@ pub struct TorrentStats {
 /// The parts that need the metadata.
 pub struct Loaded {
     pub picker: Picker,
-    pub store: Storage,
+    pub store: PieceStore,
+    /// Where resume data is saved (`None`: not saved).
+    pub resume_path: Option<std::path::PathBuf>,
     pub limits: Limits,
     /// Addresses that sent blocks of each piece in progress (struck if it fails).
     pub contributors: HashMap<u32, Vec<IpAddr>>,
@@ -216,8 +218,9 @@ impl Torrent {
         &mut self,
         now: Instant,
         metainfo: &Metainfo,
-        store: Storage,
+        store: PieceStore,
         have: Bitfield,
+        resume_path: Option<std::path::PathBuf>,
         out: &mut Output,
     ) {
         let piece_count = metainfo.info.pieces.len() as u32;
@@ -230,6 +233,7 @@ impl Torrent {
         self.meta = Some(Box::new(Loaded {
             picker,
             store,
+            resume_path,
             limits: Limits::pieces(piece_count),
             contributors: HashMap::new(),
             piece_length: metainfo.info.piece_length,
@@ -278,6 +282,24 @@ impl Torrent {
 
     pub fn stats(&self) -> TorrentStats {
         self.stats
+    }
+
+    /// What storage did (bytes read back, hashed in order, …).
+    pub fn store_stats(&self) -> Option<StoreStats> {
+        self.meta.as_ref().map(|m| m.store.stats())
+    }
+
+    /// Syncs the data and saves resume data (at most every few seconds while
+    /// pieces verify, at completion and at stop). `Ok(false)`: nothing to save.
+    pub fn save_resume(&mut self, out: &mut Output) -> Result<bool, StorageError> {
+        let Some(meta) = &mut self.meta else {
+            return Ok(false);
+        };
+        let Some(path) = &meta.resume_path else {
+            return Ok(false);
+        };
+        meta.store.save_resume(&mut out.files, meta.picker.have(), path)?;
+        Ok(true)
     }
 
     pub fn peer_counts(&self) -> PeerCounts {
@@ -377,6 +399,18 @@ impl Torrent {
         self.deadlines.clear();
         if let Some(meta) = &mut self.meta {
             meta.contributors.clear();
+            // Pieces in progress start over next time: their hashes go now.
+            for piece in meta.picker.partial_pieces() {
+                meta.store.abandon_piece(piece);
+            }
+            debug_assert_eq!(meta.store.in_progress(), 0, "hashes in progress after stop");
+        }
+        // Data and resume data are on disk at a graceful stop (docs/storage.md).
+        if let Err(e) = self.save_resume(out) {
+            log::warn!("cannot save resume data: {e}");
+        }
+        if let Some(meta) = &self.meta {
+            out.files.close_store(meta.store.id());
         }
         // Stopping empties every table this torrent keeps, not just its connections.
         debug_assert_eq!(self.table_sizes(), [0; 11], "tables left after stop");

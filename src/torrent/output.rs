@@ -1,15 +1,18 @@
-//! What the torrent core asks its driver to do, and the session-wide buffers every
-//! torrent writes into.
+//! What the torrent core asks its driver to do, and the session-wide resources every
+//! torrent works with.
 //!
 //! The core never touches a socket: it appends encoded messages to one shared byte
 //! buffer and records, in order, which connection each range goes to and which
 //! connections to close. The driver (`client::session`) carries the actions out on
 //! the reactor and clears the buffer, so one buffer serves every torrent of a
-//! session and nothing per torrent is sized for the largest batch ever sent.
+//! session and nothing per torrent is sized for the largest batch ever sent. The
+//! same value carries the session's open files ([`FilePool`]), the one bounded
+//! set of file handles all its torrents share.
 
 use std::ops::Range;
 
 use crate::reactor::HandleId;
+use crate::storage::FilePool;
 use crate::swarm::PeerKey;
 use crate::wire::{self, Message};
 
@@ -26,14 +29,42 @@ pub enum Action {
     Close { conn: HandleId },
 }
 
-/// Bytes to send and actions in order.
-#[derive(Debug, Default)]
+/// Bytes to send and actions in order, and the session's open files.
 pub struct Output {
     pub bytes: Vec<u8>,
     pub actions: Vec<Action>,
+    pub files: FilePool,
 }
 
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("bytes", &self.bytes.len())
+            .field("actions", &self.actions)
+            .field("open_files", &self.files.len())
+            .finish()
+    }
+}
+
+impl Default for Output {
+    fn default() -> Output {
+        Output::new(DEFAULT_OPEN_FILES)
+    }
+}
+
+/// Open files a session keeps when not told otherwise.
+pub const DEFAULT_OPEN_FILES: usize = 64;
+
 impl Output {
+    /// An empty output with room for `open_files` open files.
+    pub fn new(open_files: usize) -> Output {
+        Output {
+            bytes: Vec::new(),
+            actions: Vec::new(),
+            files: FilePool::new(open_files),
+        }
+    }
+
     /// Appends one encoded message for `peer`.
     pub fn message(&mut self, peer: PeerKey, conn: HandleId, message: &Message<'_>) {
         let start = self.bytes.len();

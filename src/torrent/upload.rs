@@ -161,9 +161,10 @@ impl Torrent {
             out.bytes.extend_from_slice(&block.begin.to_be_bytes());
             let data = out.bytes.len();
             out.bytes.resize(data + block.length as usize, 0);
+            let (bytes, files) = (&mut out.bytes, &mut out.files);
             if let Err(e) = meta
                 .store
-                .read_block(block.index, block.begin, &mut out.bytes[data..])
+                .read_block(files, block.index, block.begin, &mut bytes[data..])
             {
                 out.bytes.truncate(start);
                 self.fail(format!("cannot read for upload: {e}"));
@@ -250,7 +251,9 @@ impl Torrent {
     /// Chokes or unchokes `key`. A choke rejects (Fast) or drops (BEP 3) the
     /// queued requests outside the allowed-fast set.
     fn set_choking(&mut self, now: Instant, key: PeerKey, choke: bool, out: &mut Output) {
-        let Some(peer) = self.pool.get_mut(key) else { return };
+        let Some(peer) = self.pool.get_mut(key) else {
+            return;
+        };
         let conn = peer.conn;
         let Some(session) = peer.session_mut() else { return };
         if choke == session.am_choking {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bitloop::client::session::{Session, SessionConfig, Source, TorrentKey};
+use bitloop::client::session::{AddOptions, Session, SessionConfig, Source, TorrentKey};
 use bitloop::client::Owner;
 use bitloop::metainfo::InfoHash;
 use bitloop::reactor::{Config, Event, HandleId, Handler, Reactor, RunMode};
@@ -158,7 +158,11 @@ pub fn setup(
     let _ = std::fs::remove_dir_all(&output);
     let mut session = Session::new(&mut rx, 0, session_config(config)).unwrap();
     let torrent = session
-        .add_torrent(&mut rx, Source::Torrent(&content.torrent), output)
+        .add_torrent(
+            &mut rx,
+            Source::Torrent(&content.torrent),
+            AddOptions::new(output),
+        )
         .unwrap();
     let mut world = World {
         session,
@@ -220,8 +224,8 @@ pub fn shut_down(mut s: Setup) {
     let sizes = s.world.session.table_sizes();
     assert_eq!(
         &sizes[2..],
-        &[0; 5],
-        "session tables (pending, deadlines, waiting, serving, listeners)"
+        &[0; 7],
+        "session tables (pending, deadlines, waiting, serving, listeners, checking, open files)"
     );
     assert_eq!(s.world.session.budget_use(), (0, 0));
 }

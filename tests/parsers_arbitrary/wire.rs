@@ -46,7 +46,10 @@ fn message(rng: &mut Rng, limits: &Limits, out: &mut Vec<u8>) {
         Vec::new()
     };
     let bits = if kind == 6 {
-        bitfield(rng, limits.piece_count.expect("streams are made for a known torrent"))
+        bitfield(
+            rng,
+            limits.piece_count.expect("streams are made for a known torrent"),
+        )
     } else {
         Vec::new()
     };
@@ -154,7 +157,12 @@ fn random_bytes_never_break_the_receiver() {
 fn max_length(id: u8, limits: &Limits) -> usize {
     match id {
         7 => 9 + BLOCK as usize,
-        5 => 1 + (limits.piece_count.map_or(bitloop::metainfo::MAX_PIECES, |c| c as usize)).div_ceil(8),
+        5 => {
+            1 + (limits
+                .piece_count
+                .map_or(bitloop::metainfo::MAX_PIECES, |c| c as usize))
+            .div_ceil(8)
+        }
         20 => MAX_EXTENDED,
         _ => 17,
     }

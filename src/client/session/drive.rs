@@ -95,11 +95,12 @@ impl Session {
     /// A handshake arrived: hand the stream to the torrent it names.
     fn route(&mut self, rx: &mut Reactor<Owner>, pending: Pending, handshake: &Handshake) {
         let now = rx.now();
-        let target = self
-            .by_hash
-            .get(&handshake.info_hash)
-            .copied()
-            .filter(|key| self.torrents[*key as usize].phase != Phase::Stopped);
+        let target = self.by_hash.get(&handshake.info_hash).copied().filter(|key| {
+            matches!(
+                self.torrents[*key as usize].phase,
+                Phase::Running | Phase::NoMetadata
+            )
+        });
         let Some(key) = target else {
             debug!("incoming {} wants a torrent we do not serve", pending.addr);
             self.incoming.stats.unknown_info_hash += 1;
@@ -231,15 +232,10 @@ impl Session {
         if entry.phase == Phase::Stopped {
             return;
         }
-        if entry.torrent.wants_to_serve() {
-            if !self.serving.contains(&key) {
-                self.serving.push_back(key);
-            }
-            if !self.serve_queued {
-                self.serve_queued = true;
-                rx.defer(Owner::SessionTimer(self.key));
-            }
+        if entry.torrent.wants_to_serve() && !self.serving.contains(&key) {
+            self.serving.push_back(key);
         }
+        self.queue_deferred(rx);
         self.rearm_torrent_timer(rx, key);
     }
 
@@ -383,7 +379,10 @@ impl Session {
                     downloaded,
                     uploaded,
                 },
-                TorrentEvent::Verified(_) => continue,
+                TorrentEvent::Verified(_) => {
+                    self.resume_dirty(key, now);
+                    continue;
+                }
             };
             self.push_event(event);
         }
@@ -400,10 +399,14 @@ impl Session {
         let Some(entry) = self.torrents.get_mut(key as usize) else {
             return;
         };
-        let deadline = [entry.torrent.poll_timeout(), entry.trackers.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            entry.torrent.poll_timeout(),
+            entry.trackers.poll_timeout(),
+            entry.resume_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(deadline) = deadline else {
             if let Some(timer) = entry.timer {
                 let _ = rx.timer_stop(timer);
@@ -460,10 +463,9 @@ impl Session {
                 break;
             }
         }
-        if left == 0 && !self.serving.is_empty() && !self.serve_queued {
+        if left == 0 {
             // More to serve: the next iteration's deferred phase continues.
-            self.serve_queued = true;
-            rx.defer(Owner::SessionTimer(self.key));
+            self.queue_deferred(rx);
         }
     }
 }

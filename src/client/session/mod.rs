@@ -23,27 +23,27 @@
 
 mod drive;
 mod incoming;
+mod storage;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use slab::Slab;
 
 pub use incoming::IncomingStats;
+pub use storage::{AddOptions, CHECK_SLICE, RESUME_INTERVAL, STATE_FOLDER};
 
 use super::announcing::{TorrentTrackers, Transfer};
 use super::{Owner, SessionKey, TrackerClient, TrackerConfig};
 use crate::metainfo::{InfoHash, Magnet, Metainfo};
 use crate::reactor::{Event, HandleId, Reactor};
-use crate::storage::Storage;
-use crate::swarm::Bitfield;
 use crate::torrent::{Output, PeerCounts, Torrent, TorrentConfig, TorrentStats};
 use crate::tracker::announcer::Announcer;
 use crate::tracker::{random_u64, AnnounceEvent, AnnounceRequest, PeerId};
 use incoming::Incoming;
+use storage::{open_storage, Checking, Opened};
 
 /// A torrent of a session, by slab key.
 pub type TorrentKey = u32;
@@ -68,6 +68,8 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// Blocks read from disk for uploads per loop iteration, across all torrents.
     pub serve_blocks_per_iteration: usize,
+    /// Files open at once across all torrents.
+    pub max_open_files: usize,
     /// Defaults for every torrent added.
     pub torrent: TorrentConfig,
     pub trackers: TrackerConfig,
@@ -84,6 +86,7 @@ impl Default for SessionConfig {
             max_pending: 64,
             handshake_timeout: Duration::from_secs(10),
             serve_blocks_per_iteration: 64,
+            max_open_files: crate::torrent::output::DEFAULT_OPEN_FILES,
             torrent: TorrentConfig::default(),
             trackers: TrackerConfig::default(),
             peer_id: None,
@@ -131,6 +134,8 @@ pub enum SessionEvent {
 pub enum Phase {
     /// Known by its info hash only (a magnet link): peers, but no pieces yet.
     NoMetadata,
+    /// Existing data is being checked (a slice per loop iteration); no peers yet.
+    Checking,
     Running,
     /// Stopped: `stopped` announces may still be in flight.
     Stopped,
@@ -147,6 +152,10 @@ struct Entry {
     counts: PeerCounts,
     /// Waiting for room in the session's connection budget.
     waiting: bool,
+    /// While the phase is `Checking`: the check in progress.
+    checking: Option<Box<Checking>>,
+    /// When resume data is to be saved next (pieces verified since the last save).
+    resume_due: Option<Instant>,
 }
 
 /// What to add: a torrent file's metainfo, or a magnet link.
@@ -176,7 +185,10 @@ pub struct Session {
     waiting: VecDeque<TorrentKey>,
     /// Torrents with uploads to serve.
     serving: VecDeque<TorrentKey>,
-    serve_queued: bool,
+    /// Torrents checking their data, in turn order.
+    checking_line: VecDeque<TorrentKey>,
+    /// Deferred work (serving, checking) is queued for this iteration.
+    deferred_queued: bool,
     events: VecDeque<SessionEvent>,
     events_dropped: u64,
     closed: bool,
@@ -195,13 +207,14 @@ impl Session {
             by_hash: HashMap::new(),
             incoming: Incoming::default(),
             trackers: TrackerClient::new(config.trackers.clone(), key),
-            out: Output::default(),
+            out: Output::new(config.max_open_files),
             timer: None,
             connections: 0,
             half_open: 0,
             waiting: VecDeque::new(),
             serving: VecDeque::new(),
-            serve_queued: false,
+            checking_line: VecDeque::new(),
+            deferred_queued: false,
             events: VecDeque::new(),
             events_dropped: 0,
             closed: false,
@@ -334,8 +347,9 @@ impl Session {
     }
 
     /// Sizes of the session's own tables, for leak tests: torrents, info hashes,
-    /// pending handshakes, pending deadlines, waiting, serving, listeners.
-    pub fn table_sizes(&self) -> [usize; 7] {
+    /// pending handshakes, pending deadlines, waiting, serving, listeners,
+    /// checking, open files.
+    pub fn table_sizes(&self) -> [usize; 9] {
         let [pending, deadlines] = self.incoming.table_sizes();
         [
             self.torrents.len(),
@@ -345,18 +359,21 @@ impl Session {
             self.waiting.len(),
             self.serving.len(),
             self.listeners.len(),
+            self.checking_line.len(),
+            self.out.files.len(),
         ]
     }
 
     // ------------------------------------------------------------ torrents
 
-    /// Adds a torrent saving into `output` (ignored for a magnet link until its
-    /// metadata arrives). Checks existing data, announces and starts connecting.
+    /// Adds a torrent saving into `options.output` (ignored for a magnet link until
+    /// its metadata arrives). Existing data is checked first, in slices, unless
+    /// resume data vouches for it; then the torrent announces and connects.
     pub fn add_torrent(
         &mut self,
         rx: &mut Reactor<Owner>,
         source: Source<'_>,
-        output: PathBuf,
+        options: AddOptions,
     ) -> Result<TorrentKey, String> {
         let (info_hash, name, tiers) = match &source {
             Source::Torrent(m) => (m.info_hash, m.info.name.clone(), m.trackers.clone()),
@@ -375,10 +392,18 @@ impl Session {
         let now = rx.now();
         let mut torrent = Torrent::new(info_hash, self.peer_id, self.port, self.config.torrent.clone());
         let mut phase = Phase::NoMetadata;
+        let mut checking = None;
         if let Source::Torrent(metainfo) = source {
-            let (store, have) = open_storage(&output, metainfo)?;
-            torrent.set_metadata(now, metainfo, store, have, &mut self.out);
-            phase = Phase::Running;
+            match open_storage(&mut self.out.files, metainfo, &options)? {
+                Opened::Ready(store, have, resume_path) => {
+                    torrent.set_metadata(now, metainfo, store, have, Some(resume_path), &mut self.out);
+                    phase = Phase::Running;
+                }
+                Opened::Check(check) => {
+                    checking = Some(check);
+                    phase = Phase::Checking;
+                }
+            }
         }
         for addr in self.listen_addrs(rx) {
             torrent.add_own_address(addr);
@@ -405,8 +430,14 @@ impl Session {
             timer: None,
             counts: PeerCounts::default(),
             waiting: false,
+            checking,
+            resume_due: None,
         }) as TorrentKey;
         self.by_hash.insert(info_hash, key);
+        if self.torrents[key as usize].phase == Phase::Checking {
+            self.checking_line.push_back(key);
+            self.queue_deferred(rx);
+        }
         info!(
             "added torrent {} ({})",
             self.torrents[key as usize].name,
@@ -436,6 +467,10 @@ impl Session {
             return 0;
         }
         entry.phase = Phase::Stopped;
+        if let Some(checking) = entry.checking.take() {
+            // Stopped while checking: nothing was promised, the next start checks again.
+            checking.store.close(&mut self.out.files);
+        }
         entry.torrent.stop(now, &mut self.out);
         if let Some(timer) = entry.timer.take() {
             rx.close(timer);
@@ -446,6 +481,7 @@ impl Session {
         self.settle(key);
         self.waiting.retain(|k| *k != key);
         self.serving.retain(|k| *k != key);
+        self.checking_line.retain(|k| *k != key);
         if let Some(entry) = self.torrents.get_mut(key as usize) {
             entry.waiting = false;
         }
@@ -498,7 +534,9 @@ impl Session {
         }
         self.waiting.clear();
         self.serving.clear();
+        self.checking_line.clear();
         debug_assert_eq!((self.connections, self.half_open), (0, 0), "budgets after close");
+        debug_assert!(self.out.files.is_empty(), "files open after close");
         for (_, entry) in &self.torrents {
             debug_assert_eq!(entry.torrent.table_sizes(), [0; 11], "{} after close", entry.name);
         }
@@ -522,10 +560,21 @@ impl Session {
         }
     }
 
-    /// The deferred phase: serve uploads within this iteration's budget.
+    /// The deferred phase: serve uploads within this iteration's budget, and check
+    /// one slice of existing data.
     pub fn on_deferred(&mut self, rx: &mut Reactor<Owner>) {
-        self.serve_queued = false;
+        self.deferred_queued = false;
         self.serve_round(rx);
+        self.check_round(rx);
+    }
+
+    /// Asks for a deferred phase this iteration if there is work for one.
+    pub(super) fn queue_deferred(&mut self, rx: &mut Reactor<Owner>) {
+        let work = !self.serving.is_empty() || !self.checking_line.is_empty();
+        if work && !self.deferred_queued && !self.closed {
+            self.deferred_queued = true;
+            rx.defer(Owner::SessionTimer(self.key));
+        }
     }
 
     /// Routes finished announces to their torrents; their peers become candidates.
@@ -557,31 +606,15 @@ impl Session {
         }
         match event {
             Event::Timer => {
-                entry.torrent.handle_timeout(rx.now(), &mut self.out);
+                let now = rx.now();
+                entry.torrent.handle_timeout(now, &mut self.out);
+                self.save_resume_if_due(key, now);
                 self.after(rx, key);
             }
             Event::Closed(_) => entry.timer = None,
             _ => {}
         }
     }
-}
-
-/// Opens the torrent's files under `output` and finds what is already there.
-fn open_storage(output: &std::path::Path, metainfo: &Metainfo) -> Result<(Storage, Bitfield), String> {
-    let resume = Storage::has_existing_data(output, metainfo);
-    let mut store = Storage::create(output, metainfo).map_err(|e| e.to_string())?;
-    let count = metainfo.info.pieces.len() as u32;
-    let have = if resume {
-        let have = store.check_existing().map_err(|e| e.to_string())?;
-        info!(
-            "resume: {} of {count} pieces already verified on disk",
-            have.count()
-        );
-        have
-    } else {
-        Bitfield::new(count)
-    };
-    Ok((store, have))
 }
 
 /// What every announce of `torrent` reports.
