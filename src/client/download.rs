@@ -347,21 +347,29 @@ impl Download {
                 }
             }
         }
+        // Each torrent moves on as far as it can now (a complete torrent with no
+        // tracker to tell goes Completing → Stopping → Done in one call).
         let now = rx.now();
-        for index in 0..self.items.len() {
-            let key = self.items[index].key;
-            let idle = self.session.announces_in_flight(key) == 0;
-            match self.items[index].state.clone() {
-                State::Completing { deadline } if idle || deadline <= now => {
-                    self.stop_item(rx, index, Outcome::Completed)
-                }
-                State::Stopping { outcome, deadline } if idle || deadline <= now => {
-                    if !idle {
-                        debug!("stop deadline reached with announces unanswered");
+        let mut moved = true;
+        while moved {
+            moved = false;
+            for index in 0..self.items.len() {
+                let key = self.items[index].key;
+                let idle = self.session.announces_in_flight(key) == 0;
+                match self.items[index].state.clone() {
+                    State::Completing { deadline } if idle || deadline <= now => {
+                        self.stop_item(rx, index, Outcome::Completed);
+                        moved = true;
                     }
-                    self.items[index].state = State::Done(outcome);
+                    State::Stopping { outcome, deadline } if idle || deadline <= now => {
+                        if !idle {
+                            debug!("stop deadline reached with announces unanswered");
+                        }
+                        self.items[index].state = State::Done(outcome);
+                        moved = true;
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         let all_done = self.items.iter().all(|i| matches!(i.state, State::Done(_)));
