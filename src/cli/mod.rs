@@ -2,6 +2,7 @@
 
 mod announce;
 mod create;
+mod demo;
 mod download;
 mod info;
 mod json;
@@ -30,29 +31,11 @@ enum Command {
         json: bool,
     },
     /// Download torrents into a folder; exits when every piece of each is verified.
-    Download {
-        /// .torrent files (several download at once, through one port).
-        #[arg(required = true)]
-        torrents: Vec<String>,
-        /// The folder to save into.
-        #[arg(short = 'o', long = "output", default_value = ".")]
-        output: PathBuf,
-        /// Port to listen on for incoming peers (0 picks one).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// A peer to connect to, as IP:PORT (repeatable).
-        #[arg(long = "peer")]
-        peers: Vec<String>,
-        /// Most peer connections at once.
-        #[arg(long, default_value_t = 50)]
-        max_peers: usize,
-        /// Print nothing but errors.
-        #[arg(long, short = 'q')]
-        quiet: bool,
-        /// Give up when no data arrives for this many seconds.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-    },
+    Download(download::DownloadArgs),
+    /// Seed a torrent from the data in a folder until Ctrl+C.
+    Seed(download::SeedArgs),
+    /// A whole swarm on one loop: one seeder and three leechers over loopback.
+    Demo(demo::DemoArgs),
     /// Ask the torrent's trackers for peers and print what they answer.
     Announce {
         /// A .torrent file.
@@ -104,35 +87,14 @@ enum EventArg {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Download {
-        torrents,
-        output,
-        port,
-        peers,
-        max_peers,
-        quiet,
-        timeout,
-    } = cli.command
-    {
-        let args = download::Args {
-            torrents,
-            output,
-            port,
-            peers,
-            max_peers,
-            quiet,
-            timeout,
-        };
-        return match download::run_download(args) {
-            Ok(code) => code,
-            Err(message) => {
-                eprintln!("bitloop: {message}");
-                ExitCode::FAILURE
-            }
-        };
-    }
+    // Commands that run a loop choose their own exit codes (130 after Ctrl+C,
+    // 2 for what is not supported yet); the others succeed or fail.
+    let done = |result: Result<(), String>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Info { target, json } => info::run(&target, json),
+        Command::Download(args) => download::run_download(args),
+        Command::Seed(args) => download::run_seed(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Info { target, json } => done(info::run(&target, json)),
         Command::Announce {
             torrent,
             event,
@@ -146,13 +108,13 @@ pub fn main() -> ExitCode {
                 EventArg::Completed => bitloop::tracker::AnnounceEvent::Completed,
                 EventArg::None => bitloop::tracker::AnnounceEvent::None,
             };
-            announce::run(
+            done(announce::run(
                 &torrent,
                 event,
                 port,
                 std::time::Duration::from_secs(timeout),
                 scrape,
-            )
+            ))
         }
         Command::Create {
             path,
@@ -173,12 +135,11 @@ pub fn main() -> ExitCode {
                     .ok()
                     .map(|d| d.as_secs() as i64),
             };
-            create::run(&path, &options, &output)
+            done(create::run(&path, &options, &output))
         }
-        Command::Download { .. } => unreachable!("handled above"),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("bitloop: {message}");
             ExitCode::FAILURE

@@ -9,18 +9,20 @@
 //! second Ctrl+C skips what remains of the goodbyes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+pub use super::run::{run, run_many, Discard, RunSummary, TorrentSummary};
+
 use super::console::Console;
 use super::session::{AddOptions, Phase, Session, SessionConfig, SessionEvent, Source, TorrentKey};
 use super::{Owner, TrackerConfig};
 use crate::metainfo::Metainfo;
-use crate::reactor::{Event, HandleId, Handler, Reactor, Report, RunMode};
-use crate::torrent::{TorrentConfig, TorrentStats};
+use crate::reactor::{Event, HandleId, Handler, Reactor};
+use crate::torrent::TorrentConfig;
 use crate::tracker::PeerId;
 
 const PROGRESS: Owner = Owner::App(1);
@@ -51,6 +53,17 @@ pub struct DownloadOptions {
     pub preallocate: bool,
     /// Where resume data lives (`None`: beside the download, in `.bitloop/`).
     pub state_dir: Option<PathBuf>,
+    /// After completion keep seeding until the upload reaches this ratio of the
+    /// torrent's size, or for this long (whichever comes first); with neither,
+    /// stop when complete. `seed`: seed until interrupted (`bitloop seed`).
+    pub seed_ratio: Option<f64>,
+    pub seed_time: Option<Duration>,
+    pub seed: bool,
+    /// Fail unless the data is complete after the check (`bitloop seed`).
+    pub require_complete: bool,
+    /// Session-wide rate limits, bytes per second.
+    pub upload_rate: Option<u64>,
+    pub download_rate: Option<u64>,
 }
 
 impl DownloadOptions {
@@ -69,7 +82,18 @@ impl DownloadOptions {
             max_half_open: None,
             preallocate: false,
             state_dir: None,
+            seed_ratio: None,
+            seed_time: None,
+            seed: false,
+            require_complete: false,
+            upload_rate: None,
+            download_rate: None,
         }
+    }
+
+    /// Whether a complete torrent keeps its peers (and serves them).
+    fn seeds(&self) -> bool {
+        self.seed || self.seed_ratio.is_some() || self.seed_time.is_some()
     }
 
     fn add_options(&self) -> AddOptions {
@@ -81,10 +105,14 @@ impl DownloadOptions {
     }
 
     fn session_config(&self) -> SessionConfig {
+        let mut torrent = self.torrent.clone();
+        torrent.seed |= self.seeds();
         let mut config = SessionConfig {
             listen: self.listen.into_iter().collect(),
-            torrent: self.torrent.clone(),
+            torrent,
             trackers: self.trackers.clone(),
+            upload_rate: self.upload_rate,
+            download_rate: self.download_rate,
             ..SessionConfig::default()
         };
         if let Some(n) = self.max_connections {
@@ -113,6 +141,10 @@ enum State {
     /// Complete: `completed` is being announced before the stop.
     Completing {
         deadline: Instant,
+    },
+    /// Complete and serving peers, until `until` (or the ratio, or Ctrl+C).
+    Seeding {
+        until: Option<Instant>,
     },
     /// Graceful stop in progress, with the outcome to report.
     Stopping {
@@ -249,6 +281,15 @@ impl Download {
         &self.session
     }
 
+    pub(super) fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// What each peer gave and took, by peer id (as peers left).
+    pub fn peers(&self) -> &HashMap<PeerId, PeerTally> {
+        &self.peers
+    }
+
     /// Each torrent's outcome, in the order given (`None` while running).
     pub fn outcomes(&self) -> Vec<(String, Option<Outcome>)> {
         self.items
@@ -268,7 +309,7 @@ impl Download {
         let item = &mut self.items[index];
         let outcome = match item.state {
             State::Downloading => outcome,
-            State::Completing { .. } => Outcome::Completed,
+            State::Completing { .. } | State::Seeding { .. } => Outcome::Completed,
             State::Stopping { .. } | State::Done(_) => return,
         };
         info!("{}: stopping: {outcome:?}", item.name);
@@ -301,6 +342,7 @@ impl Download {
             .iter()
             .filter_map(|i| match i.state {
                 State::Completing { deadline } | State::Stopping { deadline, .. } => Some(deadline),
+                State::Seeding { until } => until,
                 _ => None,
             })
             .min();
@@ -322,10 +364,33 @@ impl Download {
                     if let Some(index) = self.index_of(key) {
                         if self.items[index].state == State::Downloading {
                             self.console.completed(&self.session, &self.items[index]);
-                            let deadline = rx.now() + self.options.stop_deadline;
-                            self.items[index].state = State::Completing { deadline };
+                            let now = rx.now();
+                            self.items[index].state = if self.options.seeds() {
+                                let until = self.options.seed_time.map(|t| now + t);
+                                State::Seeding { until }
+                            } else {
+                                State::Completing {
+                                    deadline: now + self.options.stop_deadline,
+                                }
+                            };
                             self.arm_stop_timer(rx);
                         }
+                    }
+                }
+                SessionEvent::Checked(key) => {
+                    let Some(index) = self.index_of(key) else { continue };
+                    let Some(torrent) = self.session.torrent(key) else {
+                        continue;
+                    };
+                    let have = torrent.have().map_or((0, 0), |h| (h.count(), h.len()));
+                    if self.options.require_complete && have.0 < have.1 {
+                        let why = format!(
+                            "{} holds {} of {} pieces; `bitloop download` fetches the rest",
+                            self.options.output.display(),
+                            have.0,
+                            have.1
+                        );
+                        self.stop_item(rx, index, Outcome::Failed(why));
                     }
                 }
                 SessionEvent::Failed(key, why) => {
@@ -358,6 +423,12 @@ impl Download {
                 let idle = self.session.announces_in_flight(key) == 0;
                 match self.items[index].state.clone() {
                     State::Completing { deadline } if idle || deadline <= now => {
+                        self.stop_item(rx, index, Outcome::Completed);
+                        moved = true;
+                    }
+                    State::Seeding { until }
+                        if until.is_some_and(|u| u <= now) || self.ratio_reached(key) =>
+                    {
                         self.stop_item(rx, index, Outcome::Completed);
                         moved = true;
                     }
@@ -394,6 +465,15 @@ impl Download {
             rx.close(id);
         }
         self.closed = true;
+    }
+
+    /// Uploaded at least `seed_ratio` times the torrent's size.
+    fn ratio_reached(&self, key: TorrentKey) -> bool {
+        let (Some(ratio), Some(torrent)) = (self.options.seed_ratio, self.session.torrent(key)) else {
+            return false;
+        };
+        let size = torrent.total_length().unwrap_or(0).max(1) as f64;
+        torrent.stats().uploaded as f64 >= ratio * size
     }
 
     fn index_of(&self, key: TorrentKey) -> Option<usize> {
@@ -465,113 +545,5 @@ fn seconds(duration: Duration) -> String {
         duration.as_secs().to_string()
     } else {
         format!("{:.1}", duration.as_secs_f64())
-    }
-}
-
-/// A handler for a loop whose owners are gone: events are dropped.
-pub struct Discard;
-
-impl Handler<Owner> for Discard {
-    fn on_event(&mut self, _: &mut Reactor<Owner>, _: HandleId, _: Owner, _: Event) {}
-}
-
-/// What one torrent of a run produced.
-#[derive(Clone, Debug)]
-pub struct TorrentSummary {
-    pub name: String,
-    pub outcome: Outcome,
-    pub stats: TorrentStats,
-    /// Pieces verified by the end.
-    pub pieces: Vec<u32>,
-    /// Addresses banned for sending data that failed hash checks.
-    pub banned: Vec<IpAddr>,
-}
-
-/// What a whole run produced.
-#[derive(Debug)]
-pub struct RunSummary {
-    pub outcome: Outcome,
-    /// The loop's `finish()`: every handle closed, or the ones still alive named.
-    pub report: Result<Report, String>,
-    /// Sums over the torrents.
-    pub downloaded: u64,
-    pub wasted: u64,
-    pub banned: Vec<IpAddr>,
-    /// The first torrent's counters (tests of one torrent read these).
-    pub fast: TorrentStats,
-    /// Pieces of the first torrent verified by the end.
-    pub pieces: Vec<u32>,
-    pub torrents: Vec<TorrentSummary>,
-    pub incoming: super::session::IncomingStats,
-    pub peers: HashMap<PeerId, PeerTally>,
-    pub elapsed: Duration,
-}
-
-/// Runs a download of one torrent on a fresh loop until it ends and the loop is
-/// proven empty.
-pub fn run(metainfo: &Metainfo, options: DownloadOptions) -> Result<RunSummary, String> {
-    run_many(std::slice::from_ref(metainfo), options)
-}
-
-/// Runs a download of several torrents through one session and one port.
-pub fn run_many(torrents: &[Metainfo], options: DownloadOptions) -> Result<RunSummary, String> {
-    let started = Instant::now();
-    let mut rx: Reactor<Owner> = Reactor::new().map_err(err)?;
-    let mut download = match Download::start(&mut rx, torrents, options) {
-        Ok(download) => download,
-        Err(e) => {
-            // Whatever start opened before it failed is closed the usual way.
-            rx.close_all_and_drain(&mut Discard).map_err(err)?;
-            rx.finish().map_err(|busy| busy.to_string())?;
-            return Err(e);
-        }
-    };
-    while download.outcome().is_none() {
-        rx.run(&mut download, RunMode::Once).map_err(err)?;
-    }
-    rx.close_all_and_drain(&mut download).map_err(err)?;
-    let report = rx.finish().map_err(|busy| busy.to_string());
-    match &report {
-        Ok(report) => debug!("shutdown: {report}"),
-        Err(busy) => log::error!("shutdown left handles alive: {busy}"),
-    }
-    Ok(summarize(&download, report, started.elapsed(), rx.now()))
-}
-
-fn summarize(
-    download: &Download,
-    report: Result<Report, String>,
-    elapsed: Duration,
-    now: Instant,
-) -> RunSummary {
-    let session = download.session();
-    let mut torrents = Vec::new();
-    for (item, (name, outcome)) in download.items.iter().zip(download.outcomes()) {
-        let torrent = session.torrent(item.key).expect("kept until the end");
-        debug!("{name}: tables at exit {:?}", torrent.table_sizes());
-        torrents.push(TorrentSummary {
-            name,
-            outcome: outcome.unwrap_or(Outcome::Interrupted),
-            stats: torrent.stats(),
-            pieces: torrent
-                .have()
-                .map(|h| h.iter_ones().collect())
-                .unwrap_or_default(),
-            banned: torrent.banned(now),
-        });
-    }
-    let first = torrents.first();
-    RunSummary {
-        outcome: download.outcome().expect("run ended"),
-        report,
-        downloaded: torrents.iter().map(|t| t.stats.downloaded).sum(),
-        wasted: torrents.iter().map(|t| t.stats.wasted).sum(),
-        banned: torrents.iter().flat_map(|t| t.banned.iter().copied()).collect(),
-        fast: first.map(|t| t.stats).unwrap_or_default(),
-        pieces: first.map(|t| t.pieces.clone()).unwrap_or_default(),
-        incoming: session.incoming_stats(),
-        peers: download.peers.clone(),
-        torrents,
-        elapsed,
     }
 }

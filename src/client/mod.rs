@@ -9,7 +9,9 @@
 
 pub mod announcing;
 mod console;
+pub mod demo;
 pub mod download;
+pub mod run;
 pub mod session;
 pub mod trackers;
 

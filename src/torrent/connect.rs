@@ -36,7 +36,7 @@ impl Torrent {
         !self.stopping
             && self.pool.len() < self.config.max_peers
             && self.pool.candidates.queued() > 0
-            && !(self.is_complete() && !self.config.seed)
+            && (!self.is_complete() || self.config.seed)
     }
 
     /// The next address to connect to, if there is room; the driver opens the
@@ -118,7 +118,7 @@ impl Torrent {
         if handshake.peer_id == self.peer_id {
             return Err(Refusal::Ourselves);
         }
-        if self.pool.has_addr(&addr) || self.pool.has_peer_id(&handshake.peer_id) {
+        if self.pool.has_addr(&addr) || !self.settle_duplicate(now, &handshake.peer_id, true, out) {
             return Err(Refusal::Duplicate);
         }
         let key = self.pool.insert(now, conn, addr, true, PeerState::Handshaking);
@@ -156,13 +156,40 @@ impl Torrent {
             self.remove_peer(now, key, false, out);
             return false;
         }
-        if self.pool.has_peer_id(&handshake.peer_id) {
+        if !self.settle_duplicate(now, &handshake.peer_id, false, out) {
             debug!("{addr} is a second connection to a peer we already have");
             self.remove_peer(now, key, false, out);
             return false;
         }
         self.activate(now, key, handshake, out);
         true
+    }
+
+    /// A new connection (`incoming`: they opened it) to a peer we may already be
+    /// connected to. When two peers connect to each other at the same moment, each
+    /// sees two connections; both must keep the same one, or each closes the one
+    /// the other kept. The rule both sides apply: keep the connection opened by
+    /// the peer with the lower peer id. Returns whether the new one is kept (the
+    /// old one is then closed here).
+    fn settle_duplicate(
+        &mut self,
+        now: Instant,
+        id: &crate::tracker::PeerId,
+        incoming: bool,
+        out: &mut Output,
+    ) -> bool {
+        let Some(existing) = self.pool.by_peer_id(id) else {
+            return true;
+        };
+        let existing_incoming = self.pool.get(existing).is_some_and(|p| p.incoming);
+        let we_win = self.peer_id.0 < id.0;
+        // The winner is the connection the lower id opened: ours if we win.
+        let new_wins = incoming != existing_incoming && (incoming != we_win);
+        if new_wins {
+            debug!("keeping the newer of two connections to one peer (the lower id opened it)");
+            self.remove_peer(now, existing, false, out);
+        }
+        new_wins
     }
 
     /// Handshaken: the session starts, and what we have goes out.

@@ -198,6 +198,11 @@ impl PeerPool {
         self.by_id.contains_key(id)
     }
 
+    /// The active peer with this id, if any.
+    pub fn by_peer_id(&self, id: &PeerId) -> Option<PeerKey> {
+        self.by_id.get(id).copied()
+    }
+
     /// Adds a connection; returns its key.
     pub fn insert(
         &mut self,

@@ -107,6 +107,7 @@ impl Session {
             rx.close(pending.conn);
             return;
         };
+        self.pause_if_limited(rx, pending.conn);
         let entry = &mut self.torrents[key as usize];
         let peer = entry.torrent.vacant_key();
         if rx
@@ -138,6 +139,7 @@ impl Session {
     pub(super) fn on_session_timer(&mut self, rx: &mut Reactor<Owner>, id: HandleId, event: Event) {
         match event {
             Event::Timer if self.timer == Some(id) => {
+                self.rates_tick(rx);
                 let mut expired = Vec::new();
                 self.incoming.expire(rx.now(), &mut expired);
                 for pending in expired {
@@ -152,9 +154,12 @@ impl Session {
         }
     }
 
-    fn rearm_session_timer(&mut self, rx: &mut Reactor<Owner>) {
-        let Some(deadline) = self.incoming.next_deadline() else {
-            return;
+    pub(super) fn rearm_session_timer(&mut self, rx: &mut Reactor<Owner>) {
+        let now = rx.now();
+        let deadline = match (self.incoming.next_deadline(), self.rates_deadline(now)) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return,
         };
         if self.timer.is_none() {
             self.timer = rx.timer(Owner::SessionTimer(self.key)).ok();
@@ -210,6 +215,7 @@ impl Session {
             _ => return,
         };
         let _ = rx.tcp_consume(conn, used);
+        self.downloaded(rx, used as u64);
     }
 
     // ------------------------------------------------------------ after each call
@@ -336,6 +342,9 @@ impl Session {
             match rx.tcp_connect(addr, Owner::Peer(self.key, key, peer), Some(timeout)) {
                 Ok(conn) => {
                     let _ = rx.tcp_set_nodelay(conn, true);
+                    if self.rates.reads_paused {
+                        let _ = rx.tcp_pause_reads(conn);
+                    }
                     let got = entry.torrent.handle_connecting(now, addr, conn, &mut self.out);
                     debug_assert_eq!(got, peer);
                     trace!("connecting to {addr} as peer {peer}");
@@ -363,7 +372,11 @@ impl Session {
             };
             let event = match event {
                 TorrentEvent::Completed => {
-                    entry.trackers.completed(now);
+                    // `completed` is for a download that finished, not for data
+                    // that was complete when we started (a seed announces left=0).
+                    if entry.torrent.stats().downloaded > 0 {
+                        entry.trackers.completed(now);
+                    }
                     SessionEvent::Completed(key)
                 }
                 TorrentEvent::Failed(why) => SessionEvent::Failed(key, why),
@@ -428,10 +441,11 @@ impl Session {
     /// left waits for the next iteration's deferred phase.
     pub(super) fn serve_round(&mut self, rx: &mut Reactor<Owner>) {
         let now: Instant = rx.now();
+        let mut bytes = self.upload_allowance(now);
         let mut left = self.config.serve_blocks_per_iteration;
         // Passes over the torrents; each gets a small share per turn, so one
         // torrent cannot take the whole round. A pass that serves nothing ends it.
-        while left > 0 && !self.serving.is_empty() {
+        while left > 0 && bytes > 0 && !self.serving.is_empty() {
             let mut served_this_pass = 0;
             for _ in 0..self.serving.len() {
                 let Some(key) = self.serving.pop_front() else {
@@ -442,9 +456,12 @@ impl Session {
                 };
                 let mut share = ServeBudget {
                     blocks: left.min(8),
-                    bytes: u64::MAX,
+                    bytes,
                 };
                 let served = entry.torrent.serve(now, &mut share, &mut self.out);
+                let used = bytes - share.bytes;
+                bytes -= used;
+                self.uploaded(now, used);
                 left -= served;
                 served_this_pass += served;
                 self.flush(rx, key);
@@ -455,7 +472,7 @@ impl Session {
                 {
                     self.serving.push_back(key);
                 }
-                if left == 0 {
+                if left == 0 || bytes == 0 {
                     break;
                 }
             }
@@ -466,6 +483,9 @@ impl Session {
         if left == 0 {
             // More to serve: the next iteration's deferred phase continues.
             self.queue_deferred(rx);
+        } else if !self.serving.is_empty() {
+            // Held back by the upload limit: the session timer wakes us.
+            self.rearm_session_timer(rx);
         }
     }
 }

@@ -23,6 +23,8 @@
 
 mod drive;
 mod incoming;
+mod rates;
+mod status;
 mod storage;
 
 use std::collections::{HashMap, VecDeque};
@@ -39,7 +41,7 @@ use super::announcing::{TorrentTrackers, Transfer};
 use super::{Owner, SessionKey, TrackerClient, TrackerConfig};
 use crate::metainfo::{InfoHash, Magnet, Metainfo};
 use crate::reactor::{Event, HandleId, Reactor};
-use crate::torrent::{Output, PeerCounts, Torrent, TorrentConfig, TorrentStats};
+use crate::torrent::{Output, PeerCounts, Torrent, TorrentConfig};
 use crate::tracker::announcer::Announcer;
 use crate::tracker::{random_u64, AnnounceEvent, AnnounceRequest, PeerId};
 use incoming::Incoming;
@@ -70,6 +72,9 @@ pub struct SessionConfig {
     pub serve_blocks_per_iteration: usize,
     /// Files open at once across all torrents.
     pub max_open_files: usize,
+    /// Upload and download limits in bytes per second, across all torrents.
+    pub upload_rate: Option<u64>,
+    pub download_rate: Option<u64>,
     /// Defaults for every torrent added.
     pub torrent: TorrentConfig,
     pub trackers: TrackerConfig,
@@ -87,6 +92,8 @@ impl Default for SessionConfig {
             handshake_timeout: Duration::from_secs(10),
             serve_blocks_per_iteration: 64,
             max_open_files: crate::torrent::output::DEFAULT_OPEN_FILES,
+            upload_rate: None,
+            download_rate: None,
             torrent: TorrentConfig::default(),
             trackers: TrackerConfig::default(),
             peer_id: None,
@@ -115,7 +122,10 @@ fn default_max_connections() -> usize {
 /// What a front end hears from its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionEvent {
-    /// Every piece of the torrent is verified.
+    /// The torrent's existing data is known (checked, or vouched for by resume
+    /// data): it is running now.
+    Checked(TorrentKey),
+    /// Every piece of the torrent is verified (during the run, or at its start).
     Completed(TorrentKey),
     /// The torrent cannot go on (a disk error); it should be stopped.
     Failed(TorrentKey, String),
@@ -191,6 +201,7 @@ pub struct Session {
     deferred_queued: bool,
     events: VecDeque<SessionEvent>,
     events_dropped: u64,
+    rates: rates::Rates,
     closed: bool,
 }
 
@@ -217,6 +228,7 @@ impl Session {
             deferred_queued: false,
             events: VecDeque::new(),
             events_dropped: 0,
+            rates: rates::Rates::new(config.upload_rate, config.download_rate, rx.now()),
             closed: false,
             config,
         };
@@ -248,120 +260,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    // ------------------------------------------------------------ status
-
-    pub fn key(&self) -> SessionKey {
-        self.key
-    }
-
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
-    }
-
-    /// The port we listen on (0 when not listening).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The addresses we listen on.
-    pub fn listen_addrs(&self, rx: &mut Reactor<Owner>) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| rx.local_addr(*l).ok())
-            .collect()
-    }
-
-    pub fn torrent(&self, key: TorrentKey) -> Option<&Torrent> {
-        self.torrents.get(key as usize).map(|e| &e.torrent)
-    }
-
-    pub fn torrent_keys(&self) -> Vec<TorrentKey> {
-        self.torrents.iter().map(|(k, _)| k as TorrentKey).collect()
-    }
-
-    pub fn find(&self, info_hash: &InfoHash) -> Option<TorrentKey> {
-        self.by_hash.get(info_hash).copied()
-    }
-
-    pub fn name(&self, key: TorrentKey) -> Option<&str> {
-        self.torrents.get(key as usize).map(|e| e.name.as_str())
-    }
-
-    pub fn phase(&self, key: TorrentKey) -> Option<Phase> {
-        self.torrents.get(key as usize).map(|e| e.phase)
-    }
-
-    pub fn stats(&self, key: TorrentKey) -> Option<TorrentStats> {
-        self.torrent(key).map(Torrent::stats)
-    }
-
-    pub fn incoming_stats(&self) -> IncomingStats {
-        self.incoming.stats
-    }
-
-    /// Announces in flight for `key` (for the stop deadline).
-    pub fn announces_in_flight(&self, key: TorrentKey) -> usize {
-        self.torrents
-            .get(key as usize)
-            .map_or(0, |e| e.trackers.in_flight())
-    }
-
-    /// Announces in flight for every torrent.
-    pub fn all_announces_in_flight(&self) -> usize {
-        self.torrents.iter().map(|(_, e)| e.trackers.in_flight()).sum()
-    }
-
-    /// The last announces of `key`: (tracker, event, answered).
-    pub fn tracker_history(&self, key: TorrentKey) -> &[(String, AnnounceEvent, bool)] {
-        self.torrents
-            .get(key as usize)
-            .map_or(&[], |e| &e.trackers.history)
-    }
-
-    pub fn tracker_client(&self) -> &TrackerClient {
-        &self.trackers
-    }
-
-    /// Connections and half-open connects counted against the session budgets.
-    pub fn budget_use(&self) -> (usize, usize) {
-        (self.connections, self.half_open)
-    }
-
-    pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
-    }
-
-    /// Events dropped because nobody polled them (see [`MAX_EVENTS`]).
-    pub fn events_dropped(&self) -> u64 {
-        self.events_dropped
-    }
-
-    pub(super) fn push_event(&mut self, event: SessionEvent) {
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
-            self.events_dropped += 1;
-        }
-        self.events.push_back(event);
-    }
-
-    /// Sizes of the session's own tables, for leak tests: torrents, info hashes,
-    /// pending handshakes, pending deadlines, waiting, serving, listeners,
-    /// checking, open files.
-    pub fn table_sizes(&self) -> [usize; 9] {
-        let [pending, deadlines] = self.incoming.table_sizes();
-        [
-            self.torrents.len(),
-            self.by_hash.len(),
-            pending,
-            deadlines,
-            self.waiting.len(),
-            self.serving.len(),
-            self.listeners.len(),
-            self.checking_line.len(),
-            self.out.files.len(),
-        ]
     }
 
     // ------------------------------------------------------------ torrents
@@ -396,7 +294,7 @@ impl Session {
         if let Source::Torrent(metainfo) = source {
             match open_storage(&mut self.out.files, metainfo, &options)? {
                 Opened::Ready(store, have, resume_path) => {
-                    torrent.set_metadata(now, metainfo, store, have, Some(resume_path), &mut self.out);
+                    torrent.set_metadata(now, metainfo, *store, have, Some(resume_path), &mut self.out);
                     phase = Phase::Running;
                 }
                 Opened::Check(check) => {
@@ -437,6 +335,8 @@ impl Session {
         if self.torrents[key as usize].phase == Phase::Checking {
             self.checking_line.push_back(key);
             self.queue_deferred(rx);
+        } else if self.torrents[key as usize].phase == Phase::Running {
+            self.push_event(SessionEvent::Checked(key));
         }
         info!(
             "added torrent {} ({})",

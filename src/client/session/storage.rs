@@ -67,7 +67,7 @@ pub(super) struct Checking {
 /// What opening a torrent's storage gave.
 pub(super) enum Opened {
     /// Ready: these pieces are verified.
-    Ready(PieceStore, Bitfield, PathBuf),
+    Ready(Box<PieceStore>, Bitfield, PathBuf),
     /// Some pieces must be checked first.
     Check(Box<Checking>),
 }
@@ -102,7 +102,7 @@ pub(super) fn open_storage(
         if trusted > 0 {
             info!("resume: {trusted} pieces verified before, nothing to check");
         }
-        return Ok(Opened::Ready(store, plan.trusted, resume_path));
+        return Ok(Opened::Ready(Box::new(store), plan.trusted, resume_path));
     }
     info!(
         "resume: {trusted} pieces trusted, {} to check",
@@ -173,6 +173,7 @@ impl Session {
                     &mut self.out,
                 );
                 entry.phase = Phase::Running;
+                self.push_event(super::SessionEvent::Checked(key));
                 self.after(rx, key);
             }
             Err(e) => {
