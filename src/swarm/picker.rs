@@ -47,8 +47,8 @@ struct Partial {
     blocks: Vec<Block>,
     received: u32,
     free: u32,
-    /// A suspect piece: all its blocks go to the one peer that started it.
-    exclusive: bool,
+    /// A suspect piece: all its blocks go to this one peer, the one that started it.
+    owner: Option<PeerKey>,
 }
 
 /// What a received block means.
@@ -75,7 +75,7 @@ pub struct Picker {
     seeds: u32,
     order: PieceOrder,
     partial: BTreeMap<u32, Partial>,
-    /// Partial pieces with a free block, not exclusive: where picking starts.
+    /// Partial pieces with a free block: where picking starts.
     with_free: BTreeSet<u32>,
     /// Free blocks summed over partial pieces.
     free_blocks: u64,
@@ -243,14 +243,15 @@ impl Picker {
         let usable = |picker: &Picker, piece: u32| {
             has.get(piece) && !picker.have.get(piece) && allowed.is_none_or(|a| a.contains(&piece))
         };
-        // 1. Free blocks of pieces in progress (not suspect ones: those stay with one peer).
+        // 1. Free blocks of pieces in progress (a suspect one only for its owner).
         let mut cursor = 0u32;
         while out.len() - start < max {
             let Some(&piece) = self.with_free.range(cursor..).next() else {
                 break;
             };
             cursor = piece + 1;
-            if usable(self, piece) {
+            let mine = self.partial[&piece].owner.is_none_or(|o| o == peer);
+            if mine && usable(self, piece) {
                 self.take_free(piece, peer, max - (out.len() - start), out);
             }
         }
@@ -262,34 +263,27 @@ impl Picker {
                 .find(|&p| !self.partial.contains_key(&p) && usable(self, p));
             let Some(piece) = next else { break };
             let blocks = self.block_count(piece);
-            let exclusive = self.suspect.contains(&piece);
+            // A suspect piece is reserved for this one peer, whole, within its pipeline.
+            let owner = self.suspect.contains(&piece).then_some(peer);
             self.partial.insert(
                 piece,
                 Partial {
                     blocks: vec![Block::Free; blocks],
                     received: 0,
                     free: blocks as u32,
-                    exclusive,
+                    owner,
                 },
             );
             self.free_blocks += blocks as u64;
-            if !exclusive {
-                self.with_free.insert(piece);
-            }
-            // A suspect piece is requested whole from this one peer.
-            let room = if exclusive {
-                usize::MAX
-            } else {
-                max - (out.len() - start)
-            };
-            self.take_free(piece, peer, room, out);
+            self.with_free.insert(piece);
+            self.take_free(piece, peer, max - (out.len() - start), out);
         }
         // 3. Endgame: nothing free is left; ask for blocks another peer is fetching.
         if out.len() - start < max && self.all_requested() {
             let pieces: Vec<u32> = self
                 .partial
                 .iter()
-                .filter(|(p, partial)| !partial.exclusive && usable(self, **p))
+                .filter(|(p, partial)| partial.owner.is_none() && usable(self, **p))
                 .map(|(p, _)| *p)
                 .collect();
             'pieces: for piece in pieces {
@@ -410,10 +404,11 @@ impl Picker {
         if by != from && also != Some(from) {
             return; // not this peer's request
         }
-        if partial.exclusive {
+        if partial.owner.is_some() {
             // Its blocks must come from one peer: start the piece over.
             let partial = self.partial.remove(&r.index).expect("present");
             self.free_blocks -= u64::from(partial.free);
+            self.with_free.remove(&r.index);
             self.restarted.push(r.index);
             return;
         }

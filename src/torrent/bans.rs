@@ -127,6 +127,11 @@ impl Bans {
         }
     }
 
+    /// Protocol-violation strikes against `addr` and bad-data strikes against its IP.
+    pub fn strikes(&self, addr: SocketAddr, now: Instant) -> (u32, u32) {
+        (self.protocol.get(&addr, now), self.bad_data.get(&addr.ip(), now))
+    }
+
     pub fn is_banned(&self, addr: SocketAddr, now: Instant) -> bool {
         self.banned_ips.get(&addr.ip(), now) > 0 || self.banned_addrs.get(&addr, now) > 0
     }

@@ -345,7 +345,17 @@ impl Torrent {
         for key in liars {
             self.violation(now, key, super::Violation::BitfieldDoesNotFit, out);
         }
+        // They heard "nothing" from us at their handshake; now they learn what we have.
+        let have: Vec<u32> = self.have().map(|h| h.iter_ones().collect()).unwrap_or_default();
         for key in self.pool.keys() {
+            if let Some(peer) = self.pool.get(key) {
+                if peer.session().is_some() {
+                    let conn = peer.conn;
+                    for &piece in &have {
+                        out.message(key, conn, &crate::wire::Message::Have(piece));
+                    }
+                }
+            }
             self.update_interest(now, key, out);
         }
     }

@@ -115,6 +115,8 @@ impl Torrent {
                 }
             }
         }
+        // A reject or a choke may have restarted a suspect piece.
+        self.drop_restarted();
         if handled > 0 && current(self) {
             if let Some(session) = self.pool.session_mut(key) {
                 session.last_received = now;

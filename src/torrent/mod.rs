@@ -68,6 +68,9 @@ pub struct TorrentConfig {
     pub upload_slots: usize,
     /// Keep connections once complete (seeding); otherwise peers are let go.
     pub seed: bool,
+    /// Seed of the picker's and choker's random choices (`None`: random). Tests
+    /// fix it to assert exact picks.
+    pub rng_seed: Option<u64>,
 }
 
 impl Default for TorrentConfig {
@@ -85,6 +88,7 @@ impl Default for TorrentConfig {
             candidate_limit: 2000,
             upload_slots: 4,
             seed: false,
+            rng_seed: None,
         }
     }
 }
@@ -196,7 +200,7 @@ impl Torrent {
                     upload_slots: config.upload_slots,
                     ..ChokerConfig::default()
                 },
-                crate::random::random_u64(),
+                config.rng_seed.unwrap_or_else(crate::random::random_u64),
             ),
             rechoke_soon: None,
             choke_inputs: Vec::new(),
@@ -228,7 +232,9 @@ impl Torrent {
             metainfo.info.piece_length,
             metainfo.total_length(),
             have,
-            crate::random::random_u64(),
+            self.config
+                .rng_seed
+                .map_or_else(crate::random::random_u64, |s| s ^ 0x9e37_79b9),
         );
         self.meta = Some(Box::new(Loaded {
             picker,

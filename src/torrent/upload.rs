@@ -20,6 +20,7 @@ use log::debug;
 use super::messages::Violation;
 use super::{Output, Torrent};
 use crate::peer::OUR_REQQ;
+use crate::reactor::HandleId;
 use crate::swarm::{ChokeInput, PeerKey};
 use crate::wire::{BlockRef, Message, BLOCK};
 
@@ -199,7 +200,10 @@ impl Torrent {
     }
 
     /// The driver wrote to `key`'s connection and `unsent` bytes are still queued.
-    pub fn handle_sent(&mut self, key: PeerKey, unsent: usize) {
+    pub fn handle_sent(&mut self, key: PeerKey, conn: HandleId, unsent: usize) {
+        if !self.pool.is_current(key, conn) {
+            return; // the slot holds another peer now
+        }
         let Some(session) = self.pool.session_mut(key) else {
             return;
         };
@@ -208,7 +212,10 @@ impl Torrent {
     }
 
     /// `key`'s connection sent everything queued.
-    pub fn handle_drained(&mut self, key: PeerKey) {
+    pub fn handle_drained(&mut self, key: PeerKey, conn: HandleId) {
+        if !self.pool.is_current(key, conn) {
+            return;
+        }
         let Some(session) = self.pool.session_mut(key) else {
             return;
         };

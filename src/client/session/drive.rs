@@ -190,7 +190,7 @@ impl Session {
         match event {
             Event::Connected => torrent.handle_connected(now, peer, id),
             Event::Readable => self.read_peer(rx, key, peer, id),
-            Event::Drained => torrent.handle_drained(peer),
+            Event::Drained => torrent.handle_drained(peer, id),
             Event::Eof => torrent.handle_disconnected(now, peer, id, "closed the connection", &mut self.out),
             Event::ConnectFailed(e) => {
                 torrent.handle_disconnected(now, peer, id, &format!("unreachable: {e}"), &mut self.out)
@@ -257,7 +257,7 @@ impl Session {
                         Ok(()) => {
                             if let Some(entry) = self.torrents.get_mut(key as usize) {
                                 let unsent = rx.tcp_unsent(conn).unwrap_or(0);
-                                entry.torrent.handle_sent(peer, unsent);
+                                entry.torrent.handle_sent(peer, conn, unsent);
                             }
                         }
                         Err(e) => {

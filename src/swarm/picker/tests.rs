@@ -139,13 +139,17 @@ fn suspect_pieces_go_whole_to_one_peer_and_restart_when_a_request_is_lost() {
     p.mark_suspect(1);
     let mut a = Vec::new();
     p.pick(1, &all, None, 1, &mut a);
-    assert_eq!(a.len(), 4, "the whole piece despite max = 1");
+    assert_eq!(a.len(), 1, "within the peer's pipeline");
     let mut b = Vec::new();
     p.pick(2, &all, None, 10, &mut b);
     assert!(
         b.iter().all(|x| x.index != a[0].index),
         "never shared with another peer: {a:?} {b:?}"
     );
+    // The owner takes the rest of its piece, not a new one.
+    p.pick(1, &all, None, 3, &mut a);
+    assert_eq!(a.len(), 4);
+    assert!(a.iter().all(|x| x.index == a[0].index), "{a:?}");
     assert_eq!(p.on_block(a[0], 1), Received::Stored { cancel: None });
     p.on_request_lost(a[1], 1);
     assert_eq!(p.take_restarted(), vec![a[0].index]);

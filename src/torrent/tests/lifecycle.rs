@@ -170,7 +170,6 @@ fn a_torrent_without_metadata_keeps_what_peers_announce_and_checks_it_when_the_m
 }
 
 #[test]
-#[ignore = "BUG: peers handshaken before set_metadata got have-none (or nothing) and never hear of the pieces we turn out to have; metadata_arrived should send them `have` for each (or a bitfield if nothing was sent yet)"]
 fn peers_that_came_before_the_metadata_learn_the_pieces_we_have() {
     let mut fx = Setup {
         metadata: false,

@@ -30,7 +30,7 @@ use super::{Action, Output, Torrent, TorrentConfig, TorrentEvent};
 use crate::metainfo::create::{create_torrent, CreateOptions};
 use crate::metainfo::Metainfo;
 use crate::reactor::HandleId;
-use crate::storage::Storage;
+use crate::storage::{PieceStore, StoreOptions};
 use crate::swarm::{Bitfield, PeerKey};
 use crate::tracker::PeerId;
 use crate::wire::{self, BlockRef, Handshake, Limits, Message, BLOCK, EXTENSION_PROTOCOL, FAST};
@@ -213,13 +213,15 @@ impl Fixture {
 
     /// `set_metadata` with storage on the fixture's folder and its pieces.
     pub fn load_metadata(&mut self) {
-        let storage = Storage::create(&self.root, &self.meta).expect("storage");
+        let id = self.out.files.new_store_id();
+        let storage =
+            PieceStore::open(id, &self.root, &self.meta, &StoreOptions::default()).expect("storage");
         let mut have = Bitfield::new(self.meta.info.pieces.len() as u32);
         for &p in &self.have {
             have.set(p);
         }
         self.torrent
-            .set_metadata(self.now, &self.meta, storage, have, &mut self.out);
+            .set_metadata(self.now, &self.meta, storage, have, None, &mut self.out);
         self.route();
     }
 
@@ -321,7 +323,7 @@ impl Fixture {
             Some(_) => Limits::pieces(self.piece_count()),
             None => Limits { piece_count: None },
         };
-        let Output { bytes, actions } = &mut self.out;
+        let Output { bytes, actions, .. } = &mut self.out;
         for action in actions.drain(..) {
             match action {
                 Action::Send { peer, conn, range } => {

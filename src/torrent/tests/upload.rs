@@ -182,7 +182,7 @@ fn ten_thousand_requests_from_a_fast_peer_queue_only_our_reqq_and_the_rest_are_r
     let mut served = 0;
     while fx.torrent.wants_to_serve() {
         served += serve(&mut fx, PLENTY).0;
-        fx.torrent.handle_drained(peer.key);
+        fx.torrent.handle_drained(peer.key, peer.conn);
     }
     assert_eq!(served, OUR_REQQ);
     assert_eq!(pieces(&fx.recv(&peer)), flood[..OUR_REQQ]);
@@ -301,15 +301,15 @@ fn a_peer_whose_connection_holds_too_much_waits_for_drained() {
         0,
         "nothing more until the connection drains"
     );
-    fx.torrent.handle_sent(slow.key, MAX_UNSENT + 1);
+    fx.torrent.handle_sent(slow.key, slow.conn, MAX_UNSENT + 1);
     assert_eq!(
         serve(&mut fx, PLENTY).0,
         0,
         "the driver says it still holds too much"
     );
-    fx.torrent.handle_drained(slow.key);
+    fx.torrent.handle_drained(slow.key, slow.conn);
     assert_eq!(serve(&mut fx, PLENTY).0, 4);
-    fx.torrent.handle_sent(slow.key, 100);
+    fx.torrent.handle_sent(slow.key, slow.conn, 100);
     assert_eq!(serve(&mut fx, PLENTY).0, 4, "checked before each block");
     let unsent = fx.torrent.pool().session(slow.key).unwrap().unsent;
     assert!(
