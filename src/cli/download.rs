@@ -18,6 +18,7 @@ use bitloop::metainfo::Metainfo;
 use bitloop::swarm::parse_rate;
 
 use super::info::{human_size, read_torrent};
+use super::json;
 
 /// Exit code for a request we understood but cannot carry out yet.
 const UNSUPPORTED: u8 = 2;
@@ -43,6 +44,10 @@ pub struct PeerArgs {
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// At the end, print a JSON summary on stdout: each torrent's outcome and
+    /// figures, and what each peer gave and took.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `bitloop download`.
@@ -134,6 +139,9 @@ pub fn run_download(args: DownloadArgs) -> Result<ExitCode, String> {
     options.seed_time = args.seed_time;
     options.preallocate = args.preallocate;
     let summary = run_many(&torrents, options)?;
+    if args.peer.json {
+        println!("{}", summary_json(&summary, &torrents));
+    }
     Ok(finish(
         &summary,
         &torrents,
@@ -156,6 +164,9 @@ pub fn run_seed(args: SeedArgs) -> Result<ExitCode, String> {
     options.seed = true;
     options.require_complete = true;
     let summary = run_many(&torrents, options)?;
+    if args.peer.json {
+        println!("{}", summary_json(&summary, &torrents));
+    }
     let uploaded = summary.torrents.iter().map(|t| t.stats.uploaded).sum::<u64>();
     let code = finish(&summary, &torrents, true, |_, _, _| {});
     if !args.peer.quiet && !matches!(summary.outcome, Outcome::Failed(_)) {
@@ -202,5 +213,74 @@ fn finish(
             ExitCode::from(130)
         }
         Outcome::Failed(_) => ExitCode::FAILURE,
+    }
+}
+
+/// The run as one JSON object, for scripts and tests.
+fn summary_json(summary: &RunSummary, torrents: &[Metainfo]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("{\"outcome\":");
+    json::string(&mut out, outcome_name(&summary.outcome));
+    let _ = write!(
+        out,
+        ",\"elapsed\":{:.3},\"peer_id\":",
+        summary.elapsed.as_secs_f64()
+    );
+    json::string(&mut out, &String::from_utf8_lossy(&summary.peer_id.0));
+    out.push_str(",\"torrents\":[");
+    for (i, (torrent, result)) in torrents.iter().zip(&summary.torrents).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        json::string(&mut out, &torrent.info.name);
+        out.push_str(",\"info_hash\":");
+        json::string(&mut out, &torrent.info_hash.to_hex());
+        out.push_str(",\"outcome\":");
+        json::string(&mut out, outcome_name(&result.outcome));
+        if let Outcome::Failed(why) = &result.outcome {
+            out.push_str(",\"error\":");
+            json::string(&mut out, why);
+        }
+        let s = &result.stats;
+        let store = result.store.unwrap_or_default();
+        let _ = write!(
+            out,
+            ",\"pieces\":{},\"downloaded\":{},\"uploaded\":{},\"wasted\":{},\"read_back\":{},\"hashed_in_order\":{},\"violations\":{}}}",
+            result.pieces.len(),
+            s.downloaded,
+            s.uploaded,
+            s.wasted,
+            store.bytes_read_back,
+            store.bytes_hashed_in_order,
+            s.violations
+        );
+    }
+    out.push_str("],\"peers\":[");
+    let mut peers: Vec<_> = summary.peers.iter().collect();
+    peers.sort_by_key(|(id, _)| id.0);
+    for (i, (id, tally)) in peers.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"peer_id\":");
+        json::string(&mut out, &String::from_utf8_lossy(&id.0));
+        out.push_str(",\"addr\":");
+        json::string(&mut out, &tally.addr.map(|a| a.to_string()).unwrap_or_default());
+        let _ = write!(
+            out,
+            ",\"downloaded\":{},\"uploaded\":{}}}",
+            tally.downloaded, tally.uploaded
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Completed => "completed",
+        Outcome::Interrupted => "interrupted",
+        Outcome::Failed(_) => "failed",
     }
 }

@@ -453,6 +453,22 @@ impl Download {
     fn finish_run(&mut self, rx: &mut Reactor<Owner>) {
         self.console.finished(&self.session, &self.items);
         self.session.close(rx);
+        // The last peers left as their torrents stopped: count what they gave.
+        while let Some(event) = self.session.poll_event() {
+            if let SessionEvent::PeerGone {
+                peer_id,
+                addr,
+                downloaded,
+                uploaded,
+                ..
+            } = event
+            {
+                let tally = self.peers.entry(peer_id).or_default();
+                tally.addr = Some(addr);
+                tally.downloaded += downloaded;
+                tally.uploaded += uploaded;
+            }
+        }
         for id in [
             self.signal.take(),
             self.progress.take(),

@@ -56,7 +56,10 @@ pub struct RunSummary {
     pub pieces: Vec<u32>,
     pub torrents: Vec<TorrentSummary>,
     pub incoming: IncomingStats,
+    /// What each peer gave and took, by peer id.
     pub peers: HashMap<PeerId, PeerTally>,
+    /// Our own peer id in this run.
+    pub peer_id: PeerId,
     pub elapsed: Duration,
 }
 
@@ -125,6 +128,7 @@ fn summarize(
         pieces: first.map(|t| t.pieces.clone()).unwrap_or_default(),
         incoming: session.incoming_stats(),
         peers: download.peers().clone(),
+        peer_id: session.peer_id(),
         torrents,
         elapsed,
     }
