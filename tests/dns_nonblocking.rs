@@ -71,6 +71,7 @@ fn config_with(name_server: std::net::SocketAddr, timeout: Duration) -> TrackerC
         http_timeout: Duration::from_secs(10),
         udp_retry_base: Duration::from_millis(10),
         resolver,
+        ca_file: None,
     }
 }
 

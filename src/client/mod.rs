@@ -63,8 +63,9 @@ pub enum TrackerHandle {
     Http(usize),
     /// A UDP socket shared by every UDP tracker transaction.
     Udp,
-    /// A socket the resolver sends its queries on.
-    Dns,
+    /// The socket of one name-server query (a fresh one per query, so a fresh
+    /// random source port), by the resolver's query slot.
+    Dns(usize),
     /// The tracker client's one timer (its earliest deadline).
     Timer,
 }
