@@ -12,7 +12,7 @@ pub mod download;
 pub mod torrent;
 pub mod trackers;
 
-pub use announcing::{TorrentTrackers, Transfer};
+pub use announcing::{TorrentTrackers, TrackerStatus, Transfer};
 pub use trackers::{RequestId, TrackerClient, TrackerConfig};
 
 /// Which session a handle belongs to. Several sessions can share one loop (the

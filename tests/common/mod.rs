@@ -5,6 +5,9 @@
 
 pub mod counting;
 pub mod fake_trackers;
+pub mod http_server;
+#[cfg(feature = "https")]
+pub mod https_tracker;
 pub mod libtorrent;
 pub mod opentracker;
 pub mod seeders;

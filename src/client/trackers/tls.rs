@@ -96,7 +96,9 @@ fn describe(name: &str, error: rustls::Error) -> TrackerError {
                 "its certificate is for another name".to_string()
             }
             CertificateError::Revoked => "its certificate has been revoked".to_string(),
-            CertificateError::BadSignature => "its certificate has a bad signature".to_string(),
+            CertificateError::BadSignature => {
+                "its certificate has a bad signature (not made by the trusted authority it names)".to_string()
+            }
             other => format!("bad certificate: {other:?}"),
         },
         rustls::Error::AlertReceived(alert) => format!("the server ended the handshake ({alert:?})"),
