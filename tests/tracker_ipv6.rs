@@ -150,3 +150,46 @@ fn ipv6_literals_over_http_and_udp() {
     finish(rx, driver);
     fake.join().unwrap();
 }
+
+#[test]
+fn a_family_whose_connect_hangs_delays_the_answer_by_the_grace_only() {
+    // [::1]:port is a listener whose accept queue is full, so the IPv6 connect
+    // neither succeeds nor fails (a broken IPv6 route looks the same).
+    let (v4, port, _hole) = loop {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        let addr: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        if socket.bind(&addr.into()).is_ok() {
+            socket.listen(0).unwrap();
+            let filler = std::net::TcpStream::connect(addr).unwrap();
+            break (v4, port, (socket, filler));
+        }
+    };
+    let server4 = serve_on(
+        v4,
+        vec![response("200 OK", "", &tracker_body(&[peer("127.0.0.1:6881")]))],
+        None,
+    );
+    let mut rx = reactor();
+    let mut driver = Driver::new(TrackerConfig {
+        http_timeout: Duration::from_secs(30),
+        ..dual_config()
+    });
+    let started = std::time::Instant::now();
+    let url = format!("http://dual.bitloop.test:{port}/announce");
+    let result = announce_and_wait(
+        &mut rx,
+        &mut driver,
+        &url,
+        request(InfoHash([6; 20]), 6881, AnnounceEvent::Started, 1),
+    );
+    let waited = started.elapsed();
+    finish(rx, driver);
+    assert_eq!(result.map(|r| r.peers), Ok(vec![peer("127.0.0.1:6881")]));
+    assert!(
+        waited >= bitloop::client::trackers::OTHER_FAMILY_GRACE && waited < Duration::from_secs(15),
+        "the IPv4 answer came after {waited:?}: the grace, not the 30 s deadline"
+    );
+    server4.finish();
+}

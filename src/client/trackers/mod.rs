@@ -41,6 +41,11 @@ use crate::tracker::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerErro
 pub use fetch::fetch_url;
 use merge::merge;
 
+/// Once one family's announce has answered, how long the other may still take: a
+/// host whose IPv6 route is broken (connects that hang) gets its peers this soon,
+/// not at the request's full deadline.
+pub const OTHER_FAMILY_GRACE: Duration = Duration::from_secs(3);
+
 /// Timeouts, name servers and trusted certificates of the tracker client.
 #[derive(Clone, Debug)]
 pub struct TrackerConfig {
@@ -384,6 +389,10 @@ impl TrackerClient {
         let Some(request) = self.requests.get_mut(key) else {
             return;
         };
+        if result.is_ok() {
+            let grace = rx.now() + OTHER_FAMILY_GRACE;
+            request.deadline = Some(request.deadline.map_or(grace, |d| d.min(grace)));
+        }
         let old = std::mem::replace(&mut request.legs[leg].phase, Phase::Finished(result));
         self.release(rx, old);
         let request = &self.requests[key];
