@@ -193,3 +193,33 @@ fn a_family_whose_connect_hangs_delays_the_answer_by_the_grace_only() {
     );
     server4.finish();
 }
+
+#[test]
+fn the_mini_tracker_serves_one_swarm_over_both_families() {
+    use common::mini_tracker::MiniTracker;
+    let tracker = MiniTracker::start();
+    let mut rx = reactor();
+    let mut driver = Driver::new(dual_config());
+    let hash = InfoHash([8; 20]);
+    let over = |url: &str, port: u16, rx: &mut _, driver: &mut Driver| {
+        let req = request(hash, port, AnnounceEvent::Started, 1);
+        announce_and_wait(rx, driver, url, req).map(|r| r.peers)
+    };
+    assert_eq!(over(&tracker.url_v6(), 7001, &mut rx, &mut driver), Ok(vec![]));
+    assert_eq!(
+        over(&tracker.url_v4(), 7002, &mut rx, &mut driver),
+        Ok(vec![peer("[::1]:7001")]),
+        "an IPv4 announcer learns the IPv6 member through peers6"
+    );
+    // Through the dual-stack name, one announce per family: the tracker records
+    // both our addresses.
+    let dual = format!("http://dual.bitloop.test:{}/announce", tracker.port);
+    let peers = over(&dual, 7003, &mut rx, &mut driver).unwrap();
+    assert!(peers.contains(&peer("[::1]:7001")) && peers.contains(&peer("127.0.0.1:7002")));
+    let members = tracker.peers(hash.0);
+    assert!(
+        members.contains(&peer("127.0.0.1:7003")) && members.contains(&peer("[::1]:7003")),
+        "{members:?}"
+    );
+    finish(rx, driver);
+}

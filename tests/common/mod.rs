@@ -9,6 +9,7 @@ pub mod http_server;
 #[cfg(feature = "https")]
 pub mod https_tracker;
 pub mod libtorrent;
+pub mod mini_tracker;
 pub mod opentracker;
 pub mod seeders;
 pub mod trackers;
