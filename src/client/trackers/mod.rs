@@ -46,6 +46,9 @@ use merge::merge;
 /// not at the request's full deadline.
 pub const OTHER_FAMILY_GRACE: Duration = Duration::from_secs(3);
 
+/// Addresses of one family tried for one request (the next after a failed connect).
+const MAX_ADDRESSES_PER_FAMILY: usize = 4;
+
 /// Timeouts, name servers and trusted certificates of the tracker client.
 #[derive(Clone, Debug)]
 pub struct TrackerConfig {
@@ -338,10 +341,14 @@ impl TrackerClient {
             ips.retain(|ip| ip.is_ipv6() == ipv6);
         }
         ips.sort_by_key(|ip| ip.is_ipv6()); // IPv4 first, otherwise in the server's order
-        ips.truncate(8);
-        let split = ips.iter().position(|ip| ip.is_ipv6()).filter(|&at| at > 0);
-        if let (true, None, Some(at)) = (is_announce, request.legs[leg].family, split) {
-            let v6 = ips.split_off(at);
+        let v4_count = ips.iter().filter(|ip| ip.is_ipv4()).count();
+        let mut v6 = ips.split_off(v4_count);
+        // At most a few addresses of each family are tried, so a long list cannot keep
+        // a request connecting for long (the deadline bounds it anyway).
+        ips.truncate(MAX_ADDRESSES_PER_FAMILY);
+        v6.truncate(MAX_ADDRESSES_PER_FAMILY);
+        let both = !ips.is_empty() && !v6.is_empty();
+        if is_announce && request.legs[leg].family.is_none() && both {
             let first = &mut request.legs[leg];
             first.family = Some(false);
             let second = Leg {
@@ -359,6 +366,7 @@ impl TrackerClient {
             self.connect(rx, key, second, v6);
             return;
         }
+        ips.append(&mut v6);
         self.connect(rx, key, leg, ips);
     }
 
