@@ -284,6 +284,9 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, TrackerError> {
         Err(e) => return Err(malformed(format!("bad response head: {e}"))),
     }
     let status = response.code.unwrap_or(0);
+    if !(100..600).contains(&status) {
+        return Err(malformed(format!("bad status code {status}")));
+    }
     if (100..200).contains(&status) {
         return Ok(None);
     }

@@ -59,6 +59,8 @@ fn content_length_chunked_and_close_delimited_bodies() {
 fn broken_responses_are_errors() {
     assert!(read_all(&[b"SSH-2.0-OpenSSH\r\n\r\n"], false).is_err());
     assert!(read_all(&[b"HTTP/1.1 abc OK\r\n\r\n"], false).is_err());
+    assert!(read_all(&[b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n"], false).is_err());
+    assert!(read_all(&[b"HTTP/1.1 999 Big\r\nContent-Length: 0\r\n\r\n"], false).is_err());
     assert!(read_all(&[b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"], false).is_err());
     assert!(read_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], true).is_err());
     assert!(read_all(
