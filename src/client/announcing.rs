@@ -41,6 +41,19 @@ pub struct TrackerStatus {
     pub last: Option<Result<usize, String>>,
 }
 
+impl std::fmt::Display for TrackerStatus {
+    /// One line for a front end's final error: `URL: 3 peers`, `URL: <why>`, or
+    /// `URL: no answer yet`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.last {
+            None => write!(f, "{}: no answer yet", self.url),
+            Some(Ok(1)) => write!(f, "{}: 1 peer", self.url),
+            Some(Ok(n)) => write!(f, "{}: {n} peers", self.url),
+            Some(Err(why)) => write!(f, "{}: {why}", self.url),
+        }
+    }
+}
+
 /// The tracker side of one torrent.
 #[derive(Debug)]
 pub struct TorrentTrackers {
@@ -171,5 +184,24 @@ impl TorrentTrackers {
     /// Announces still waiting for an answer.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrackerStatus;
+
+    #[test]
+    fn a_status_reads_as_one_line() {
+        let status = |last| TrackerStatus {
+            url: "udp://t.example:6969".into(),
+            last,
+        };
+        assert_eq!(status(None).to_string(), "udp://t.example:6969: no answer yet");
+        assert_eq!(status(Some(Ok(1))).to_string(), "udp://t.example:6969: 1 peer");
+        assert_eq!(
+            status(Some(Err("tracker refused: banned".into()))).to_string(),
+            "udp://t.example:6969: tracker refused: banned"
+        );
     }
 }
