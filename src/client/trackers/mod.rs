@@ -105,7 +105,8 @@ enum Done {
 }
 
 enum Phase {
-    /// Made, not yet started (never seen outside `start` and `connect`).
+    /// Between phases: made and not yet resolving, or resolved (or redirected) and
+    /// not yet connected. Only ever seen inside one call; a leg never waits in it.
     Starting,
     Resolving(LookupId),
     Http(http::HttpLeg),
