@@ -34,6 +34,9 @@ fi
 echo "== cargo test (all targets)"
 cargo test --all-targets
 
+echo "== the embedded build: no HTTPS (--no-default-features) still builds"
+cargo check -q --all-targets --no-default-features
+
 echo "== examples under valgrind"
 cargo build --release --examples -q
 failed=0

@@ -5,8 +5,10 @@
 //! | module | what it is for |
 //! | --- | --- |
 //! | [`reactor`] | the event loop: one table owning every socket, timer and signal source |
+//! | [`bencode`] | a lenient bencode reader for what peers and trackers send (torrents stay strict) |
 //! | [`client`] | the glue: runs the protocol state machines on the reactor |
 //! | [`dns`] | name resolution that never blocks the loop (hosts, resolv.conf, queries) |
+//! | [`http`] | one HTTP/1.1 response reader (httparse for the head, our bounded body framing) |
 //! | [`metainfo`] | torrent files, magnet links, the piece↔file layout, creating torrents |
 //! | [`percent`], [`random`] | small shared helpers: percent-encoding, seeds and a xorshift |
 //! | [`peer`] | one peer connection's protocol state: choking, interest, requests, rate |
@@ -22,9 +24,13 @@
 #![warn(missing_docs)]
 
 #[allow(missing_docs)]
+pub mod bencode;
+#[allow(missing_docs)]
 pub mod client;
 #[allow(missing_docs)]
 pub mod dns;
+#[allow(missing_docs)]
+pub mod http;
 #[allow(missing_docs)]
 pub mod metainfo;
 #[allow(missing_docs)]

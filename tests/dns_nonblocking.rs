@@ -5,8 +5,7 @@
 mod common;
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use bitloop::dns::ResolverConfig;
 use bitloop::metainfo::InfoHash;
 use bitloop::reactor::Event;
 use bitloop::tracker::{AnnounceEvent, TrackerError};
+use common::http_server::{response, serve};
 use common::trackers::{announce_and_wait, finish, reactor, request, Driver};
 
 const DNS_DELAY: Duration = Duration::from_secs(2);
@@ -35,33 +35,6 @@ fn slow_name_server(delay: Duration) -> (std::net::SocketAddr, std::thread::Join
     (addr, handle)
 }
 
-/// A one-shot HTTP tracker answering with an empty peer list.
-fn tiny_tracker() -> (u16, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).unwrap();
-            assert!(n > 0);
-            request.extend_from_slice(&buf[..n]);
-        }
-        assert!(request.starts_with(b"GET /announce?"));
-        assert!(String::from_utf8_lossy(&request).contains("\r\nHost: tracker.bitloop.test:"));
-        let body = b"d8:intervali1800e5:peers0:e";
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        stream.write_all(body).unwrap();
-    });
-    (port, handle)
-}
-
 fn config_with(name_server: std::net::SocketAddr, timeout: Duration) -> TrackerConfig {
     let mut resolver = ResolverConfig::from_texts("", "");
     resolver.nameservers = vec![name_server];
@@ -71,13 +44,15 @@ fn config_with(name_server: std::net::SocketAddr, timeout: Duration) -> TrackerC
         http_timeout: Duration::from_secs(10),
         udp_retry_base: Duration::from_millis(10),
         resolver,
+        ca_file: None,
     }
 }
 
 #[test]
 fn a_slow_name_server_does_not_delay_timers() {
     let (name_server, dns_thread) = slow_name_server(DNS_DELAY);
-    let (port, tracker_thread) = tiny_tracker();
+    let tracker = serve(vec![response("200 OK", "", b"d8:intervali1800e5:peers0:e")]);
+    let port = tracker.addr.port();
     let mut rx = reactor();
     let mut driver = Driver::new(config_with(name_server, Duration::from_secs(5)));
     let ticks = Rc::new(RefCell::new(Vec::new()));
@@ -125,7 +100,10 @@ fn a_slow_name_server_does_not_delay_timers() {
     drop(ticks);
     finish(rx, driver);
     dns_thread.join().unwrap();
-    tracker_thread.join().unwrap();
+    let heads = tracker.heads();
+    assert_eq!(heads.len(), 1);
+    assert!(heads[0].starts_with("GET /announce?"), "{heads:?}");
+    assert!(heads[0].contains("\r\nHost: tracker.bitloop.test:"), "{heads:?}");
 }
 
 #[test]

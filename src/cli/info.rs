@@ -1,4 +1,5 @@
-//! `bitloop info`: what a torrent file or magnet link describes, as text or JSON.
+//! `bitloop info`: what a torrent file (a path or an `http(s)://` URL) or magnet link
+//! describes, as text or JSON.
 
 use std::fmt::Write;
 use std::io::Read;
@@ -33,8 +34,19 @@ pub fn run(target: &str, as_json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a torrent file, refusing an oversized one before reading it.
+/// Whether `target` names a torrent by URL rather than a file.
+pub fn is_url(target: &str) -> bool {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Reads a torrent file, refusing an oversized one before reading it. An `http://`
+/// or `https://` URL is fetched instead (redirects, the same limit, TLS with the
+/// system's roots or `SSL_CERT_FILE`).
 pub fn read_torrent(path: &str) -> Result<Vec<u8>, String> {
+    if is_url(path) {
+        return bitloop::client::trackers::fetch_url(path, &bitloop::client::TrackerConfig::default());
+    }
     let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let size = file.metadata().map_err(|e| format!("{path}: {e}"))?.len();
     if size > MAX_TORRENT_BYTES {

@@ -3,16 +3,22 @@
 //!
 //! The owner (a torrent) calls `poll` whenever something may have changed (a result
 //! arrived, its announce timer fired) and arms its timer for `poll_timeout`.
+//!
+//! So that the user learns why there are no peers, a failed announce is logged at
+//! warning level with the tracker's URL and the reason, and [`TorrentTrackers::report`]
+//! tells, per tracker, what it answered last (for a front end's final error).
 
 use std::collections::HashMap;
 use std::time::Instant;
+
+use log::warn;
 
 use super::trackers::AnnounceResult;
 use super::{Owner, RequestId, TrackerClient};
 use crate::reactor::Reactor;
 use crate::swarm::Candidates;
 use crate::tracker::announcer::{Announce, Announcer, TrackerIndex};
-use crate::tracker::{AnnounceEvent, AnnounceRequest};
+use crate::tracker::{AnnounceEvent, AnnounceRequest, TrackerError};
 
 /// Announces remembered in [`TorrentTrackers::history`].
 pub const HISTORY: usize = 64;
@@ -23,6 +29,29 @@ pub struct Transfer {
     pub uploaded: u64,
     pub downloaded: u64,
     pub left: u64,
+}
+
+/// What one tracker answered last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerStatus {
+    pub url: String,
+    /// `None`: not answered yet. `Ok(n)`: the last announce succeeded with `n` peers.
+    /// `Err(why)`: it failed, and why (the tracker's own `failure reason`, an HTTP
+    /// status, a TLS or connection error, …).
+    pub last: Option<Result<usize, String>>,
+}
+
+impl std::fmt::Display for TrackerStatus {
+    /// One line for a front end's final error: `URL: 3 peers`, `URL: <why>`, or
+    /// `URL: no answer yet`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.last {
+            None => write!(f, "{}: no answer yet", self.url),
+            Some(Ok(1)) => write!(f, "{}: 1 peer", self.url),
+            Some(Ok(n)) => write!(f, "{}: {n} peers", self.url),
+            Some(Err(why)) => write!(f, "{}: {why}", self.url),
+        }
+    }
 }
 
 /// The tracker side of one torrent.
@@ -36,11 +65,14 @@ pub struct TorrentTrackers {
     /// The most recent announces (event sent, answered?), oldest first, at most
     /// [`HISTORY`] of them: enough for status and tests, bounded for daemons.
     pub history: Vec<(String, AnnounceEvent, bool)>,
+    /// The last outcome per tracker, by announcer index (one entry per tracker).
+    last: Vec<Option<Result<usize, String>>>,
 }
 
 impl TorrentTrackers {
     pub fn new(announcer: Announcer, template: AnnounceRequest) -> TorrentTrackers {
         TorrentTrackers {
+            last: vec![None; announcer.tracker_count()],
             announcer,
             pending: HashMap::new(),
             template,
@@ -94,8 +126,17 @@ impl TorrentTrackers {
         if self.history.len() == HISTORY {
             self.history.remove(0);
         }
-        self.history
-            .push((self.announcer.url(tracker).to_string(), event, result.is_ok()));
+        let url = self.announcer.url(tracker);
+        self.history.push((url.to_string(), event, result.is_ok()));
+        match result {
+            Ok(response) => self.last[tracker] = Some(Ok(response.peers.len())),
+            // Cancelled: the loop is shutting down; that is not the tracker's answer.
+            Err(TrackerError::Cancelled) => {}
+            Err(error) => {
+                warn!("announce to {url} failed: {error}");
+                self.last[tracker] = Some(Err(error.to_string()));
+            }
+        }
         if let Ok(response) = result {
             for peer in &response.peers {
                 candidates.offer(*peer);
@@ -127,8 +168,40 @@ impl TorrentTrackers {
         count
     }
 
+    /// What each tracker answered last, in the torrent's order of trackers. A front
+    /// end that ends without peers names these in its error.
+    pub fn report(&self) -> Vec<TrackerStatus> {
+        self.last
+            .iter()
+            .enumerate()
+            .map(|(tracker, last)| TrackerStatus {
+                url: self.announcer.url(tracker).to_string(),
+                last: last.clone(),
+            })
+            .collect()
+    }
+
     /// Announces still waiting for an answer.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrackerStatus;
+
+    #[test]
+    fn a_status_reads_as_one_line() {
+        let status = |last| TrackerStatus {
+            url: "udp://t.example:6969".into(),
+            last,
+        };
+        assert_eq!(status(None).to_string(), "udp://t.example:6969: no answer yet");
+        assert_eq!(status(Some(Ok(1))).to_string(), "udp://t.example:6969: 1 peer");
+        assert_eq!(
+            status(Some(Err("tracker refused: banned".into()))).to_string(),
+            "udp://t.example:6969: tracker refused: banned"
+        );
     }
 }

@@ -512,11 +512,18 @@ impl Download {
             if stuck {
                 let active = torrent.peer_counts().active;
                 let timeout = seconds(self.options.timeout);
-                let why = if active == 0 {
+                let mut why = if active == 0 {
                     format!("no peers within {timeout} s")
                 } else {
                     format!("no data from {active} peers in {timeout} s")
                 };
+                // Say what each tracker answered: the reason is often there.
+                let report = self.session.tracker_report(key);
+                if !report.is_empty() {
+                    let lines: Vec<String> = report.iter().map(|t| format!("\n  {t}")).collect();
+                    why.push_str("; trackers:");
+                    why.push_str(&lines.concat());
+                }
                 self.stop_item(rx, index, Outcome::Failed(why));
             }
         }

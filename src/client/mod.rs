@@ -15,7 +15,7 @@ pub mod run;
 pub mod session;
 pub mod trackers;
 
-pub use announcing::{TorrentTrackers, Transfer};
+pub use announcing::{TorrentTrackers, TrackerStatus, Transfer};
 pub use trackers::{RequestId, TrackerClient, TrackerConfig};
 
 /// Which session a handle belongs to. Several sessions can share one loop (the
@@ -66,8 +66,9 @@ pub enum TrackerHandle {
     Http(usize),
     /// A UDP socket shared by every UDP tracker transaction.
     Udp,
-    /// A socket the resolver sends its queries on.
-    Dns,
+    /// The socket of one name-server query (a fresh one per query, so a fresh
+    /// random source port), by the resolver's query slot.
+    Dns(usize),
     /// The tracker client's one timer (its earliest deadline).
     Timer,
 }

@@ -10,7 +10,8 @@ pub enum RecordType {
     Aaaa = 28,
 }
 
-const CLASS_IN: u16 = 1;
+/// The Internet class, the only one we ask in.
+pub const CLASS_IN: u16 = 1;
 const HEADER: usize = 12;
 /// Longest name accepted (RFC 1035: 255 octets on the wire).
 pub const MAX_NAME: usize = 253;
@@ -19,10 +20,22 @@ const MAX_ANSWERS: usize = 64;
 /// Most labels walked in one name (pointers included) before giving up.
 const MAX_LABELS: usize = 128;
 
+/// The question a message carries (an answer echoes the query's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Question {
+    /// Dotted, lower-cased, without the final dot.
+    pub name: String,
+    pub record: u16,
+    pub class: u16,
+}
+
 /// A decoded answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     pub id: u16,
+    /// The first question, and how many there were (an answer to our query has one).
+    pub question: Option<Question>,
+    pub questions: u16,
     /// 0 = no error, 3 = no such name, ...
     pub rcode: u8,
     pub truncated: bool,
@@ -81,7 +94,38 @@ fn skip_name(data: &[u8], mut at: usize) -> Result<usize, String> {
     Err("name has too many labels".into())
 }
 
-/// Decodes the A and AAAA records of an answer.
+/// Reads a (possibly compressed) name at `at`: (dotted lower-case name, offset after
+/// it in place). Pointers are followed at most [`MAX_LABELS`] times in all.
+fn read_name(data: &[u8], mut at: usize) -> Result<(String, usize), String> {
+    let mut name = String::new();
+    let mut after = None;
+    for _ in 0..MAX_LABELS {
+        let len = *data.get(at).ok_or("truncated name")?;
+        match len {
+            0 => return Ok((name, after.unwrap_or(at + 1))),
+            l if l & 0xc0 == 0xc0 => {
+                let low = *data.get(at + 1).ok_or("truncated pointer")?;
+                after.get_or_insert(at + 2);
+                at = (usize::from(l & 0x3f) << 8) | usize::from(low);
+            }
+            l if l & 0xc0 == 0 => {
+                let label = data.get(at + 1..at + 1 + l as usize).ok_or("truncated label")?;
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                name.extend(label.iter().map(|b| b.to_ascii_lowercase() as char));
+                if name.len() > MAX_NAME + 2 {
+                    return Err("name too long".into());
+                }
+                at += 1 + l as usize;
+            }
+            _ => return Err("bad label type".into()),
+        }
+    }
+    Err("name has too many labels".into())
+}
+
+/// Decodes the question and the A and AAAA records of an answer.
 pub fn decode_answer(data: &[u8]) -> Result<Answer, String> {
     if data.len() < HEADER {
         return Err("truncated DNS header".into());
@@ -94,8 +138,19 @@ pub fn decode_answer(data: &[u8]) -> Result<Answer, String> {
     let questions = u16_at(data, 4)? as usize;
     let answers = u16_at(data, 6)? as usize;
     let mut at = HEADER;
-    for _ in 0..questions.min(4) {
-        at = skip_name(data, at)? + 4;
+    let mut question = None;
+    for i in 0..questions.min(4) {
+        if i == 0 {
+            let (name, after) = read_name(data, at)?;
+            question = Some(Question {
+                name,
+                record: u16_at(data, after)?,
+                class: u16_at(data, after + 2)?,
+            });
+            at = after + 4;
+        } else {
+            at = skip_name(data, at)? + 4;
+        }
     }
     let mut addresses = Vec::new();
     for _ in 0..answers.min(MAX_ANSWERS) {
@@ -118,6 +173,8 @@ pub fn decode_answer(data: &[u8]) -> Result<Answer, String> {
     }
     Ok(Answer {
         id,
+        question,
+        questions: questions as u16,
         rcode: (flags & 0x000f) as u8,
         truncated: flags & 0x0200 != 0,
         addresses,
@@ -157,6 +214,16 @@ mod tests {
         let ips: Vec<IpAddr> = vec!["127.0.0.9".parse().unwrap(), "::1".parse().unwrap()];
         let answer = decode_answer(&encode_answer(&query, &ips)).unwrap();
         assert_eq!((answer.id, answer.rcode, answer.addresses), (0xbeef, 0, ips));
+        let question = answer.question.unwrap();
+        assert_eq!(
+            (
+                question.name.as_str(),
+                question.record,
+                question.class,
+                answer.questions
+            ),
+            ("tracker.example.org", 1, CLASS_IN, 1)
+        );
     }
 
     #[test]

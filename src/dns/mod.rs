@@ -1,10 +1,19 @@
 //! Name resolution that never blocks the loop: a sans-IO stub resolver.
 //!
 //! IP literals and `/etc/hosts` names answer at once. Other names become lookups
-//! whose queries the client sends on a reactor UDP handle; answers and timeouts are
-//! fed back. A slow or dead name server delays only the lookups that wait on it,
-//! never the loop. Each lookup asks for A records, then AAAA if there were none,
-//! trying each server `attempts` times with `timeout` per try.
+//! that ask for A and AAAA records at the same time (both families are wanted: the
+//! tracker client announces over each). Every try of a question is a *query* of its
+//! own, with a fresh random id, that the client sends from a **fresh UDP socket**
+//! (so a fresh random source port, chosen by the kernel) and closes when the query
+//! ends ([`Resolver::poll_ended`]). An answer counts only if it comes from the server
+//! asked, to that query's socket, with the query's id, and echoes its one question
+//! (name, type, class); anything else is dropped and counted
+//! ([`Resolver::dropped_answers`]), and the query goes on waiting.
+//!
+//! Each question tries each server `attempts` times with `timeout` per try; a
+//! server that answers SERVFAIL or REFUSED is skipped. Once one family has
+//! addresses, the other gets no further tries after the one in flight, so a server
+//! that drops AAAA queries delays a lookup by one timeout at most.
 
 pub mod config;
 pub mod message;
@@ -28,7 +37,29 @@ pub struct LookupId {
     serial: u64,
 }
 
-/// The addresses a name resolved to, or why it did not.
+/// One query on the wire: one try of one question, with its own socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QueryId {
+    key: usize,
+    serial: u64,
+}
+
+impl QueryId {
+    /// A small number naming the query's slot, for the socket's owner tag.
+    pub fn slot(self) -> usize {
+        self.key
+    }
+}
+
+/// A query to send: from a fresh socket, to `server`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub query: QueryId,
+    pub server: SocketAddr,
+    pub datagram: Vec<u8>,
+}
+
+/// The addresses a name resolved to (IPv4 first), or why it did not.
 pub type Resolved = Result<Vec<IpAddr>, String>;
 
 /// What `resolve` can say at once.
@@ -40,25 +71,64 @@ pub enum Start {
     Pending(LookupId),
 }
 
+/// Where one question (A or AAAA) of a lookup is.
+#[derive(Debug)]
+enum State {
+    /// A try is on the wire (or about to be): this query.
+    Asking(QueryId),
+    Answered(Vec<IpAddr>),
+    /// No address: why (NXDOMAIN, no data, no answer).
+    Failed(Failure),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// NXDOMAIN: the name does not exist.
+    Nxdomain,
+    /// The name exists but has no record of this type.
+    NoData,
+    /// No server answered (every try timed out, or they all failed).
+    Silent,
+}
+
+#[derive(Debug)]
+struct Question {
+    record: RecordType,
+    server: usize,
+    tries_on_server: u32,
+    state: State,
+}
+
 #[derive(Debug)]
 struct Lookup {
     serial: u64,
     name: String,
-    record: RecordType,
-    query_id: u16,
-    server: usize,
-    tries_on_server: u32,
+    questions: [Question; 2],
+}
+
+#[derive(Debug)]
+struct Query {
+    serial: u64,
+    lookup: usize,
+    question: usize,
+    id: u16,
+    server: SocketAddr,
     deadline: Instant,
+    /// Not sent yet (`poll_transmit` hands it out once).
     send_pending: bool,
 }
 
-/// The resolver's state: configuration and lookups in progress.
+/// The resolver's state: configuration, lookups and queries in progress.
 #[derive(Debug)]
 pub struct Resolver {
     config: ResolverConfig,
     lookups: Slab<Lookup>,
+    queries: Slab<Query>,
     next_serial: u64,
     results: VecDeque<(LookupId, Resolved)>,
+    /// Queries that ended: their sockets are to be closed.
+    ended: VecDeque<QueryId>,
+    dropped_answers: u64,
 }
 
 impl Resolver {
@@ -66,8 +136,11 @@ impl Resolver {
         Resolver {
             config,
             lookups: Slab::new(),
+            queries: Slab::new(),
             next_serial: 0,
             results: VecDeque::new(),
+            ended: VecDeque::new(),
+            dropped_answers: 0,
         }
     }
 
@@ -91,27 +164,62 @@ impl Resolver {
         }
         encode_query(0, name, RecordType::A)?; // validate the name now, not later
         self.next_serial += 1;
-        let lookup = Lookup {
-            serial: self.next_serial,
-            name: name.to_string(),
-            record: RecordType::A,
-            query_id: crate::tracker::random_u64() as u16,
+        let question = |record| Question {
+            record,
             server: 0,
             tries_on_server: 1,
-            deadline: now + self.config.timeout,
-            send_pending: true,
+            state: State::Failed(Failure::Silent), // replaced at once below
         };
-        let key = self.lookups.insert(lookup);
+        let key = self.lookups.insert(Lookup {
+            serial: self.next_serial,
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            questions: [question(RecordType::A), question(RecordType::Aaaa)],
+        });
+        for q in 0..2 {
+            self.ask(now, key, q);
+        }
         Ok(Start::Pending(LookupId {
             key,
-            serial: self.next_serial,
+            serial: self.lookups[key].serial,
         }))
     }
 
-    /// Forgets a lookup (its result is no longer wanted).
+    /// Puts a new query for question `q` of lookup `key` on the wire.
+    fn ask(&mut self, now: Instant, key: usize, q: usize) {
+        self.next_serial += 1;
+        let question = &self.lookups[key].questions[q];
+        let query = self.queries.insert(Query {
+            serial: self.next_serial,
+            lookup: key,
+            question: q,
+            id: crate::random::random_u64() as u16,
+            server: self.config.nameservers[question.server],
+            deadline: now + self.config.timeout,
+            send_pending: true,
+        });
+        self.lookups[key].questions[q].state = State::Asking(QueryId {
+            key: query,
+            serial: self.next_serial,
+        });
+    }
+
+    /// Ends a query: its socket is to be closed.
+    fn end_query(&mut self, id: QueryId) {
+        if self.queries.get(id.key).is_some_and(|q| q.serial == id.serial) {
+            self.queries.remove(id.key);
+            self.ended.push_back(id);
+        }
+    }
+
+    /// Forgets a lookup (its result is no longer wanted); its queries end.
     pub fn cancel(&mut self, id: LookupId) {
         if self.lookups.get(id.key).is_some_and(|l| l.serial == id.serial) {
-            self.lookups.remove(id.key);
+            let lookup = self.lookups.remove(id.key);
+            for question in lookup.questions {
+                if let State::Asking(query) = question.state {
+                    self.end_query(query);
+                }
+            }
         }
         self.results.retain(|(done, _)| *done != id);
     }
@@ -120,97 +228,159 @@ impl Resolver {
         self.lookups.len()
     }
 
-    /// The next query to send: (server, datagram).
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        let servers = &self.config.nameservers;
-        for (_, lookup) in self.lookups.iter_mut() {
-            if std::mem::take(&mut lookup.send_pending) {
-                let query =
-                    encode_query(lookup.query_id, &lookup.name, lookup.record).expect("validated at start");
-                return Some((servers[lookup.server], query));
-            }
-        }
-        None
+    /// Queries on the wire (each holds one socket in the client).
+    pub fn queries_in_flight(&self) -> usize {
+        self.queries.len()
     }
 
-    /// The earliest deadline of any lookup.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.lookups.iter().map(|(_, l)| l.deadline).min()
+    /// Answers dropped because they did not match their query (wrong server, id or
+    /// question), or came for a query that had ended.
+    pub fn dropped_answers(&self) -> u64 {
+        self.dropped_answers
     }
 
-    /// Retries or fails lookups whose deadline passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let (servers, attempts, timeout) = (
-            self.config.nameservers.len(),
-            self.config.attempts,
-            self.config.timeout,
-        );
-        let mut failed = Vec::new();
-        for (key, lookup) in self.lookups.iter_mut() {
-            if lookup.deadline > now {
-                continue;
-            }
-            if lookup.tries_on_server < attempts {
-                lookup.tries_on_server += 1;
-            } else if lookup.server + 1 < servers {
-                lookup.server += 1;
-                lookup.tries_on_server = 1;
-            } else {
-                failed.push(key);
-                continue;
-            }
-            lookup.query_id = crate::tracker::random_u64() as u16;
-            lookup.deadline = now + timeout;
-            lookup.send_pending = true;
-        }
-        for key in failed {
-            let lookup = self.lookups.remove(key);
-            let id = LookupId {
+    /// The next query to send, each from a fresh socket.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let (key, query) = self.queries.iter_mut().find(|(_, q)| q.send_pending)?;
+        query.send_pending = false;
+        let lookup = &self.lookups[query.lookup];
+        let record = lookup.questions[query.question].record;
+        let datagram = encode_query(query.id, &lookup.name, record).expect("validated at start");
+        Some(Transmit {
+            query: QueryId {
                 key,
-                serial: lookup.serial,
+                serial: query.serial,
+            },
+            server: query.server,
+            datagram,
+        })
+    }
+
+    /// A query that ended since the last call: close its socket.
+    pub fn poll_ended(&mut self) -> Option<QueryId> {
+        self.ended.pop_front()
+    }
+
+    /// The earliest deadline of any query.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.queries.iter().map(|(_, q)| q.deadline).min()
+    }
+
+    /// Retries or fails queries whose deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(usize, u64)> = self
+            .queries
+            .iter()
+            .filter(|(_, q)| q.deadline <= now)
+            .map(|(key, q)| (key, q.serial))
+            .collect();
+        for (key, serial) in due {
+            let Some(query) = self.queries.get(key).filter(|q| q.serial == serial) else {
+                continue;
             };
-            self.results.push_back((
-                id,
-                Err(format!("{}: no answer from the name servers", lookup.name)),
-            ));
+            let (lookup, q) = (query.lookup, query.question);
+            self.end_query(QueryId { key, serial });
+            let other_has_addresses = matches!(self.lookups[lookup].questions[1 - q].state, State::Answered(ref a) if !a.is_empty());
+            let (servers, attempts) = (self.config.nameservers.len(), self.config.attempts);
+            let question = &mut self.lookups[lookup].questions[q];
+            if other_has_addresses {
+                question.state = State::Failed(Failure::Silent);
+            } else if question.tries_on_server < attempts {
+                question.tries_on_server += 1;
+                self.ask(now, lookup, q);
+            } else if question.server + 1 < servers {
+                question.server += 1;
+                question.tries_on_server = 1;
+                self.ask(now, lookup, q);
+            } else {
+                question.state = State::Failed(Failure::Silent);
+            }
+            self.complete(lookup);
         }
     }
 
-    /// A datagram from a name server.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let Ok(answer) = decode_answer(data) else { return };
-        let servers = &self.config.nameservers;
-        let Some((key, _)) = self
-            .lookups
-            .iter()
-            .find(|(_, l)| l.query_id == answer.id && servers[l.server] == from)
-        else {
-            return; // late, spoofed, or for a cancelled lookup
+    /// A datagram that arrived on the socket of `query`, from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, query: QueryId, from: SocketAddr, data: &[u8]) {
+        let Some(sent) = self.queries.get(query.key).filter(|q| q.serial == query.serial) else {
+            self.dropped_answers += 1; // late: the query already ended
+            return;
         };
-        let lookup = &mut self.lookups[key];
+        let lookup = &self.lookups[sent.lookup];
+        let record = lookup.questions[sent.question].record;
+        let answer = match decode_answer(data) {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.dropped_answers += 1;
+                return;
+            }
+        };
+        let echoes = answer.questions == 1
+            && answer.question.as_ref().is_some_and(|q| {
+                q.name == lookup.name && q.record == record as u16 && q.class == message::CLASS_IN
+            });
+        if from != sent.server || answer.id != sent.id || !echoes {
+            self.dropped_answers += 1; // spoofed, misrouted, or for another question
+            return;
+        }
+        let (key, q) = (sent.lookup, sent.question);
+        self.end_query(query);
+        let addresses: Vec<IpAddr> = answer
+            .addresses
+            .into_iter()
+            .filter(|ip| ip.is_ipv6() == (record == RecordType::Aaaa))
+            .collect();
+        let servers = self.config.nameservers.len();
+        let question = &mut self.lookups[key].questions[q];
+        question.state = match answer.rcode {
+            0 if !addresses.is_empty() => State::Answered(addresses),
+            0 => State::Failed(Failure::NoData),
+            3 => State::Failed(Failure::Nxdomain),
+            // SERVFAIL, REFUSED, …: this server cannot help; ask the next one.
+            _ if question.server + 1 < servers => {
+                question.server += 1;
+                question.tries_on_server = 1;
+                self.ask(now, key, q);
+                return;
+            }
+            _ => State::Failed(Failure::Silent),
+        };
+        self.complete(key);
+    }
+
+    /// Queues the lookup's result once neither question is still asking.
+    fn complete(&mut self, key: usize) {
+        let lookup = &self.lookups[key];
+        if lookup
+            .questions
+            .iter()
+            .any(|q| matches!(q.state, State::Asking(_)))
+        {
+            return;
+        }
+        let lookup = self.lookups.remove(key);
         let id = LookupId {
             key,
             serial: lookup.serial,
         };
-        if !answer.addresses.is_empty() {
-            self.lookups.remove(key);
-            self.results.push_back((id, Ok(answer.addresses)));
-        } else if answer.rcode == 0 && lookup.record == RecordType::A {
-            // No IPv4 address: ask for IPv6 before giving up.
-            lookup.record = RecordType::Aaaa;
-            lookup.query_id = crate::tracker::random_u64() as u16;
-            lookup.deadline = now + self.config.timeout;
-            lookup.send_pending = true;
-        } else {
-            let lookup = self.lookups.remove(key);
-            let why = if answer.rcode == 3 {
-                "no such host"
-            } else {
-                "no address"
-            };
-            self.results
-                .push_back((id, Err(format!("{}: {why}", lookup.name))));
+        let mut addresses = Vec::new();
+        let mut failures = Vec::new();
+        for question in lookup.questions {
+            match question.state {
+                State::Answered(ips) => addresses.extend(ips),
+                State::Failed(why) => failures.push(why),
+                State::Asking(_) => unreachable!("checked above"),
+            }
         }
+        let result = if !addresses.is_empty() {
+            Ok(addresses)
+        } else if failures.contains(&Failure::Nxdomain) {
+            Err(format!("{}: no such host", lookup.name))
+        } else if failures.contains(&Failure::NoData) {
+            Err(format!("{}: no address", lookup.name))
+        } else {
+            Err(format!("{}: no answer from the name servers", lookup.name))
+        };
+        self.results.push_back((id, result));
     }
 
     /// A finished lookup.
@@ -234,6 +404,24 @@ mod tests {
     fn reply(query: &[u8], ips: &[&str]) -> Vec<u8> {
         let ips: Vec<IpAddr> = ips.iter().map(|s| s.parse().unwrap()).collect();
         message::encode_answer(query, &ips)
+    }
+
+    /// The next two queries, as (A, AAAA) whatever order they come in.
+    fn both(r: &mut Resolver) -> (Transmit, Transmit) {
+        let (x, y) = (r.poll_transmit().unwrap(), r.poll_transmit().unwrap());
+        let aaaa = |t: &Transmit| t.datagram[t.datagram.len() - 3] == 28;
+        if aaaa(&x) {
+            (y, x)
+        } else {
+            (x, y)
+        }
+    }
+
+    fn pending(r: &mut Resolver, now: Instant, name: &str) -> LookupId {
+        match r.resolve(now, name).unwrap() {
+            Start::Pending(id) => id,
+            ready => panic!("{ready:?}"),
+        }
     }
 
     #[test]
@@ -264,48 +452,120 @@ mod tests {
     }
 
     #[test]
-    fn a_then_aaaa_then_answer() {
+    fn a_and_aaaa_go_out_at_once_and_only_echoing_answers_count() {
         let mut r = Resolver::new(config());
         let now = Instant::now();
-        let Start::Pending(id) = r.resolve(now, "tracker.example").unwrap() else {
-            panic!()
-        };
-        let (server, query) = r.poll_transmit().unwrap();
-        assert_eq!(server, "127.0.0.1:53".parse().unwrap());
-        r.handle_datagram(now, "127.0.0.9:53".parse().unwrap(), &reply(&query, &["1.2.3.4"]));
-        assert!(
-            r.poll_result().is_none(),
-            "answers from another address are ignored"
+        let id = pending(&mut r, now, "Tracker.Example");
+        let (a, aaaa) = both(&mut r);
+        assert!(r.poll_transmit().is_none());
+        assert_ne!(a.query, aaaa.query, "one query, one socket each");
+        assert_eq!(a.server, "127.0.0.1:53".parse().unwrap());
+        assert_eq!(
+            &aaaa.datagram[aaaa.datagram.len() - 4..][..2],
+            &28u16.to_be_bytes()
         );
-        r.handle_datagram(now, server, &reply(&query, &[]));
-        let (_, aaaa) = r.poll_transmit().unwrap();
-        assert_eq!(&aaaa[aaaa.len() - 4..aaaa.len() - 2], &28u16.to_be_bytes());
-        r.handle_datagram(now, server, &reply(&aaaa, &["::1"]));
-        assert_eq!(r.poll_result(), Some((id, Ok(vec!["::1".parse().unwrap()]))));
-        assert_eq!(r.in_progress(), 0);
+
+        let good = reply(&a.datagram, &["1.2.3.4"]);
+        // From another address, with another id, for another name or type, or on
+        // the other query's socket: each is dropped and counted.
+        r.handle_datagram(now, a.query, "127.0.0.9:53".parse().unwrap(), &good);
+        let mut wrong_id = good.clone();
+        wrong_id[0] ^= 0xff;
+        r.handle_datagram(now, a.query, a.server, &wrong_id);
+        let other_name = reply(
+            &encode_query(
+                u16::from_be_bytes([a.datagram[0], a.datagram[1]]),
+                "evil.example",
+                RecordType::A,
+            )
+            .unwrap(),
+            &["6.6.6.6"],
+        );
+        r.handle_datagram(now, a.query, a.server, &other_name);
+        r.handle_datagram(now, aaaa.query, aaaa.server, &good);
+        r.handle_datagram(now, a.query, a.server, b"junk");
+        assert_eq!(r.dropped_answers(), 5);
+        assert!(r.poll_result().is_none() && r.poll_ended().is_none());
+
+        r.handle_datagram(now, a.query, a.server, &good);
+        assert_eq!(r.poll_ended(), Some(a.query), "its socket can close");
+        assert!(r.poll_result().is_none(), "AAAA is still on its way");
+        r.handle_datagram(now, a.query, a.server, &good);
+        assert_eq!(r.dropped_answers(), 6, "a duplicate after the end is dropped too");
+        r.handle_datagram(
+            now,
+            aaaa.query,
+            aaaa.server,
+            &reply(&aaaa.datagram, &["::1", "9.9.9.9"]),
+        );
+        assert_eq!(
+            r.poll_result(),
+            Some((id, Ok(vec!["1.2.3.4".parse().unwrap(), "::1".parse().unwrap()])))
+        );
+        assert_eq!(r.poll_ended(), Some(aaaa.query));
+        assert_eq!((r.in_progress(), r.queries_in_flight()), (0, 0));
     }
 
     #[test]
-    fn retries_each_server_then_fails() {
+    fn retries_are_fresh_queries_on_each_server_then_the_lookup_fails() {
         let mut r = Resolver::new(config());
         let mut now = Instant::now();
-        let Start::Pending(id) = r.resolve(now, "dead.example").unwrap() else {
-            panic!()
-        };
-        let mut servers = Vec::new();
+        let id = pending(&mut r, now, "dead.example");
+        let mut sent = Vec::new();
+        let mut ended = 0;
         for _ in 0..10 {
-            if let Some((server, _)) = r.poll_transmit() {
-                servers.push(server.ip().to_string());
+            while let Some(t) = r.poll_transmit() {
+                sent.push(t);
             }
-            now += Duration::from_secs(1);
-            r.handle_timeout(now);
+            while r.poll_ended().is_some() {
+                ended += 1;
+            }
             if let Some((done, result)) = r.poll_result() {
                 assert_eq!(done, id);
                 assert!(result.unwrap_err().contains("no answer"));
                 break;
             }
+            now += Duration::from_secs(1);
+            r.handle_timeout(now);
         }
+        let servers: Vec<String> = sent
+            .iter()
+            .step_by(2)
+            .map(|t| t.server.ip().to_string())
+            .collect();
         assert_eq!(servers, ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"]);
-        assert_eq!(r.in_progress(), 0);
+        let mut queries: Vec<QueryId> = sent.iter().map(|t| t.query).collect();
+        queries.dedup();
+        assert_eq!(queries.len(), 8, "every try is a query of its own");
+        assert_eq!(ended, 8, "and every one of them ends");
+        assert_eq!((r.in_progress(), r.queries_in_flight()), (0, 0));
+    }
+
+    #[test]
+    fn no_such_host_and_a_silent_second_family() {
+        let mut r = Resolver::new(config());
+        let now = Instant::now();
+        let id = pending(&mut r, now, "gone.example");
+        let (a, aaaa) = both(&mut r);
+        let mut nx = reply(&a.datagram, &[]);
+        nx[3] |= 3;
+        r.handle_datagram(now, a.query, a.server, &nx);
+        let mut nx6 = reply(&aaaa.datagram, &[]);
+        nx6[3] |= 3;
+        r.handle_datagram(now, aaaa.query, aaaa.server, &nx6);
+        assert_eq!(
+            r.poll_result(),
+            Some((id, Err("gone.example: no such host".into())))
+        );
+
+        // The AAAA question is never answered: once A has addresses, the lookup ends
+        // at the AAAA try's deadline, with no further tries.
+        let id = pending(&mut r, now, "v4only.example");
+        let (a, _) = both(&mut r);
+        r.handle_datagram(now, a.query, a.server, &reply(&a.datagram, &["1.2.3.4"]));
+        assert!(r.poll_result().is_none());
+        r.handle_timeout(now + Duration::from_secs(1));
+        assert!(r.poll_transmit().is_none(), "no retry for the silent family");
+        assert_eq!(r.poll_result(), Some((id, Ok(vec!["1.2.3.4".parse().unwrap()]))));
     }
 }

@@ -344,19 +344,15 @@ impl Torrent {
     }
 }
 
-/// `reqq` from a BEP 10 extension handshake, if present and sane.
+/// `reqq` from a BEP 10 extension handshake, if present and sane. Read with the
+/// lenient reader: clients send these dictionaries with keys in any order.
 fn extension_reqq(payload: &[u8]) -> Option<usize> {
-    use bendy::decoding::{Decoder, Object};
-    let mut decoder = Decoder::new(payload).with_max_depth(4);
-    let Ok(Some(Object::Dict(mut dict))) = decoder.next_object() else {
-        return None;
+    // An extension handshake is a small dictionary: a few levels, a few hundred values.
+    let limits = crate::bencode::Limits {
+        max_depth: 4,
+        max_values: 1000,
     };
-    while let Ok(Some((key, value))) = dict.next_pair() {
-        if key == b"reqq" {
-            if let Object::Integer(n) = value {
-                return n.parse::<usize>().ok().filter(|n| (1..=100_000).contains(n));
-            }
-        }
-    }
-    None
+    let value = crate::bencode::decode(payload, limits).ok()?;
+    let reqq = value.as_dict()?.int(b"reqq")?;
+    usize::try_from(reqq).ok().filter(|n| (1..=100_000).contains(n))
 }

@@ -132,6 +132,9 @@ pub enum TrackerError {
     Resolve(String),
     /// The connection failed.
     Io(String),
+    /// HTTPS: the TLS handshake or a record failed; the text names the tracker and
+    /// what was wrong (expired, unknown issuer, name mismatch, …).
+    Tls(String),
     /// The loop is shutting down.
     Cancelled,
 }
@@ -148,6 +151,7 @@ impl fmt::Display for TrackerError {
             TrackerError::BadUrl(why) => write!(f, "{why}"),
             TrackerError::Resolve(why) => write!(f, "cannot resolve tracker host: {why}"),
             TrackerError::Io(why) => write!(f, "tracker connection failed: {why}"),
+            TrackerError::Tls(why) => write!(f, "TLS failed: {why}"),
             TrackerError::Cancelled => write!(f, "announce cancelled"),
         }
     }

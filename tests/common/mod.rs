@@ -6,7 +6,11 @@
 pub mod bounded;
 pub mod counting;
 pub mod fake_trackers;
+pub mod http_server;
+#[cfg(feature = "https")]
+pub mod https_tracker;
 pub mod libtorrent;
+pub mod mini_tracker;
 pub mod opentracker;
 pub mod seeders;
 pub mod trackers;

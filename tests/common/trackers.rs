@@ -25,6 +25,7 @@ pub fn config() -> TrackerConfig {
         // Loopback answers at once; 10 ms bounds the full 2^0..2^8 schedule at ~5 s.
         udp_retry_base: Duration::from_millis(10),
         resolver: offline_resolver(),
+        ca_file: None,
     }
 }
 

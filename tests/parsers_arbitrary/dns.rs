@@ -85,10 +85,11 @@ fn a_resolver_fed_hostile_answers_ends_each_lookup_at_most_once() {
         };
         let mut results = 0;
         for _ in 0..1 + rng.below(4) {
-            let Some((to, query)) = resolver.poll_transmit() else {
+            let Some(transmit) = resolver.poll_transmit() else {
                 break;
             };
-            assert_eq!(to, server);
+            assert_eq!(transmit.server, server);
+            let query = transmit.datagram;
             let ips: Vec<IpAddr> = (0..rng.below(3)).map(|_| address(rng)).collect();
             let mut answer = encode_answer(&query, &ips);
             if rng.one_in(2) {
@@ -99,7 +100,7 @@ fn a_resolver_fed_hostile_answers_ends_each_lookup_at_most_once() {
             } else {
                 server
             };
-            resolver.handle_datagram(now, from, &answer);
+            resolver.handle_datagram(now, transmit.query, from, &answer);
             while let Some((done, _)) = resolver.poll_result() {
                 assert_eq!(done, id);
                 results += 1;

@@ -152,7 +152,11 @@ fn valid_responses_read_and_parse_the_same_in_any_chunking() {
         let (bytes, at_close) = response(rng, status, &body);
         let response = HttpResponse {
             status,
+            reason: "Whatever".into(),
             location: (status == 302).then(|| "/elsewhere?x=1".to_string()),
+            content_type: String::from_utf8_lossy(&bytes)
+                .contains("content-TYPE: text/plain")
+                .then(|| "text/plain".to_string()),
             body: body.clone(),
         };
         let want = if at_close {

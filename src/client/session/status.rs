@@ -79,6 +79,13 @@ impl Session {
             .map_or(&[], |e| &e.trackers.history)
     }
 
+    /// What each tracker of `key` answered last (for a front end's final error).
+    pub fn tracker_report(&self, key: TorrentKey) -> Vec<crate::client::TrackerStatus> {
+        self.torrents
+            .get(key as usize)
+            .map_or_else(Vec::new, |e| e.trackers.report())
+    }
+
     pub fn tracker_client(&self) -> &TrackerClient {
         &self.trackers
     }

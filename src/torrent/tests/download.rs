@@ -238,7 +238,6 @@ fn the_peers_reqq_caps_requests_in_flight() {
 }
 
 #[test]
-#[ignore = "BUG: extension_reqq uses bendy's strict decoder, so a handshake with unsorted keys loses `reqq` (issue 16 fix 14); read it with the lenient reader"]
 fn an_extension_handshake_with_unsorted_keys_still_gives_reqq() {
     let mut fx = Setup::pieces(16, 4).start();
     let peer = fx.outgoing(addr(2, 7000), FAST_EXT);
