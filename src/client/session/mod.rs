@@ -273,6 +273,11 @@ impl Session {
         source: Source<'_>,
         options: AddOptions,
     ) -> Result<TorrentKey, String> {
+        // A magnet's `x.pe` peers, literal addresses only (a lookup would block).
+        let direct: Vec<SocketAddr> = match &source {
+            Source::Magnet(m) => m.peers.iter().filter_map(|p| p.parse().ok()).collect(),
+            Source::Torrent(_) => Vec::new(),
+        };
         let (info_hash, name, tiers) = match &source {
             Source::Torrent(m) => (m.info_hash, m.info.name.clone(), m.trackers.clone()),
             Source::Magnet(m) => (
@@ -343,6 +348,9 @@ impl Session {
             self.torrents[key as usize].name,
             info_hash.to_hex()
         );
+        for addr in direct {
+            self.torrents[key as usize].torrent.add_candidate(now, addr);
+        }
         self.after(rx, key);
         Ok(key)
     }
