@@ -201,3 +201,72 @@ fn a_seeder_that_connects_in_is_routed_to_the_right_one_of_two_torrents() {
     shut_down(&mut rx, &mut host);
     rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
 }
+
+#[test]
+fn one_torrent_that_cannot_finish_makes_the_run_exit_1_after_the_other_completes() {
+    let a = Content::make(false, 1_000_000, 16384, vec![]);
+    let b = Content::make(true, 1_000_000, 16384, vec![]);
+    let seeder_a = Seeder::start(&a.torrent_path, &a.save_path);
+    let output = tempfile::tempdir().unwrap();
+    // B's only peer is A's seeder, which does not serve it.
+    let (mut child, lines) = spawn_download(&[
+        a.torrent_path.display().to_string(),
+        b.torrent_path.display().to_string(),
+        "-o".into(),
+        output.path().display().to_string(),
+        "--peer".into(),
+        seeder_a.addr().to_string(),
+        "--timeout".into(),
+        "3".into(),
+    ]);
+    let status = child.wait_within(DOWNLOAD_WITHIN, "bitloop download A B");
+    let lines = all_lines(&lines);
+    let text = lines.join("\n");
+    assert_eq!(status.code(), Some(1), "exit status; stderr:\n{text}");
+    a.assert_identical(output.path());
+    let (name_a, name_b) = (&a.torrent.info.name, &b.torrent.info.name);
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("done: {name_a} ("))),
+        "A completed:\n{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("bitloop: {name_b}: ")) && l.ends_with(" 3 s")),
+        "B's failure named:\n{text}"
+    );
+}
+
+#[test]
+fn a_magnet_link_among_torrents_exits_2_and_says_why() {
+    let a = Content::make(false, 100_000, 16384, vec![]);
+    let output = tempfile::tempdir().unwrap();
+    let magnet = format!("magnet:?xt=urn:btih:{}", "ab".repeat(20));
+    let (mut child, lines) = spawn_download(&[
+        a.torrent_path.display().to_string(),
+        magnet,
+        "-o".into(),
+        output.path().display().to_string(),
+    ]);
+    let status = child.wait_within(Duration::from_secs(10), "bitloop download A magnet");
+    let text = all_lines(&lines).join("\n");
+    assert_eq!(status.code(), Some(2), "exit status; stderr:\n{text}");
+    assert!(text.contains("metadata"), "says why:\n{text}");
+}
+
+#[test]
+fn the_same_torrent_given_twice_is_refused() {
+    let a = Content::make(false, 100_000, 16384, vec![]);
+    let output = tempfile::tempdir().unwrap();
+    let path = a.torrent_path.display().to_string();
+    let (mut child, lines) = spawn_download(&[
+        path.clone(),
+        path,
+        "-o".into(),
+        output.path().display().to_string(),
+    ]);
+    let status = child.wait_within(Duration::from_secs(10), "bitloop download A A");
+    let text = all_lines(&lines).join("\n");
+    assert!(!status.success(), "exit status {status:?}; stderr:\n{text}");
+    assert!(text.contains("twice"), "says why:\n{text}");
+}
