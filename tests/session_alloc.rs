@@ -25,7 +25,7 @@ use common::counting::{heap, run_scenarios, Counting, Heap};
 use common::open_fds;
 use common::seeders::{Content, Seeder};
 use common::trackers::offline_resolver;
-use sessions::{assert_tables_empty, handshake, peer_id, shut_down, Host, Side, GUARD};
+use sessions::{assert_tables_empty, handshake, peer_id, run_until, shut_down, Host, Side};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -168,29 +168,12 @@ fn expected(n: usize) -> IncomingStats {
 
 /// Runs until every connection of the batch is gone from both sides.
 fn settle_batch(rx: &mut Reactor<Owner>, host: &mut Host<Clients>, key: TorrentKey, closed: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let torrent = host.session.torrent(key).unwrap();
-        let done = host.side.closed == closed
-            && host.session.table_sizes()[2] == 0
-            && torrent.pool().is_empty()
-            && rx.stats().open.get(HandleKind::TcpStream) == 0;
-        if done {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a batch never ended: {} of {closed} clients closed, {:?}, session {:?}, torrent {:?}",
-            host.side.closed,
-            host.session.incoming_stats(),
-            host.session.table_sizes(),
-            torrent.table_sizes()
-        );
-        let guard = rx.timer(GUARD).unwrap();
-        rx.timer_start(guard, Duration::from_millis(50), None).unwrap();
-        rx.run(host, RunMode::Once).unwrap();
-        rx.close(guard);
-    }
+    run_until(rx, host, Duration::from_secs(20), |h, rx| {
+        h.side.closed == closed
+            && h.session.table_sizes()[2] == 0
+            && h.session.torrent(key).unwrap().pool().is_empty()
+            && rx.stats().open.get(HandleKind::TcpStream) == 0
+    });
 }
 
 /// `total` incoming connections in batches of 20; returns the heap after the

@@ -92,8 +92,10 @@ pub fn config() -> SessionConfig {
 }
 
 /// Runs single iterations until `done` holds; panics after `limit` of wall time.
-/// A short guard timer bounds every poll, so a condition that changes without an
-/// event of ours is still seen.
+/// A repeating guard timer bounds every poll (5 ms), so a condition that changes
+/// without an event of ours is still seen. It is one timer for the whole wait: a
+/// timer closed after each iteration would leave a handle in its closing phase,
+/// and with one pending the next poll does not wait at all (the loop would spin).
 pub fn run_until<S: Side>(
     rx: &mut Reactor<Owner>,
     host: &mut Host<S>,
@@ -101,6 +103,9 @@ pub fn run_until<S: Side>(
     mut done: impl FnMut(&Host<S>, &Reactor<Owner>) -> bool,
 ) {
     let deadline = Instant::now() + limit;
+    let guard = rx.timer(GUARD).expect("guard timer");
+    let every = Duration::from_millis(5);
+    rx.timer_start(guard, every, Some(every)).expect("start guard");
     while !done(host, rx) {
         assert!(
             Instant::now() < deadline,
@@ -108,17 +113,14 @@ pub fn run_until<S: Side>(
             host.session.incoming_stats(),
             host.session.table_sizes()
         );
-        let guard = rx.timer(GUARD).expect("guard timer");
-        rx.timer_start(guard, Duration::from_millis(5), None)
-            .expect("start guard");
         rx.run(host, RunMode::Once).expect("run");
-        rx.close(guard);
     }
+    rx.close(guard);
 }
 
 /// No stream is waiting for its closing phase: every `close` of a connection so
 /// far took effect (its socket is shut), so the peer on the other side sees it.
-/// (Timers are left out: `run_until`'s own guard is closing between iterations.)
+/// (Timers are left out: the guard of a previous `run_until` may still be closing.)
 pub fn settled(rx: &Reactor<Owner>) -> bool {
     rx.stats().closing.get(bitloop::reactor::HandleKind::TcpStream) == 0
 }
