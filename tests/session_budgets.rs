@@ -2,7 +2,8 @@
 //! and connections are counted across all torrents (incoming peers included);
 //! a torrent waiting for room gets its turn when room frees; stopping a torrent
 //! gives its room to the others; a removed torrent is unknown to incoming peers
-//! and can be added again; closing the session closes pending connections.
+//! and can be added again; a tracker answer after the stop leaves it empty;
+//! closing the session closes pending connections.
 
 mod common;
 #[path = "common/sessions.rs"]
@@ -317,4 +318,58 @@ fn closing_the_session_closes_pending_incoming_connections() {
             other => panic!("a pending connection outlived the session: {other:?}"),
         }
     }
+}
+
+#[test]
+#[ignore = "BUG: peers in a tracker answer that arrives after stop_torrent (the `stopped` announce's, or a late \
+            one) are offered straight to the stopped torrent's candidates (TorrentTrackers::on_result), so a table \
+            is left non-empty and Session::close's debug assertion panics; skip offering when the torrent is stopped"]
+fn a_tracker_answer_after_stop_leaves_the_torrent_empty() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    // The tracker answers every announce, `stopped` included, with a peer (some do).
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tracker = sessions::FakeTracker::start(sessions::peers_body(&[refused]));
+    let content = Content::make(false, 100_000, 16384, vec![tracker.url.clone()]);
+    let mut rx: Reactor<Owner> = Reactor::new().unwrap();
+    let session = Session::new(
+        &mut rx,
+        0,
+        SessionConfig {
+            listen: Vec::new(),
+            ..sessions::config()
+        },
+    )
+    .unwrap();
+    let mut host = Host::new(session, ());
+    let key = host
+        .session
+        .add_torrent(
+            &mut rx,
+            Source::Torrent(&content.torrent),
+            content.dir.path().join("out"),
+        )
+        .unwrap();
+    let announced = |n: usize| {
+        let count = tracker.announces.clone();
+        move |h: &Host<()>, _: &Reactor<Owner>| {
+            count.load(std::sync::atomic::Ordering::Relaxed) >= n && h.session.announces_in_flight(key) == 0
+        }
+    };
+    run_until(&mut rx, &mut host, LIMIT, announced(1));
+    assert_eq!(
+        host.session.stop_torrent(&mut rx, key),
+        1,
+        "one `stopped` announce"
+    );
+    run_until(&mut rx, &mut host, LIMIT, announced(2));
+    assert_eq!(
+        host.session.torrent(key).unwrap().table_sizes(),
+        [0; 11],
+        "a stopped torrent's tables after its `stopped` announce was answered"
+    );
+    shut_down(&mut rx, &mut host);
+    rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
 }
