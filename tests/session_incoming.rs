@@ -376,3 +376,71 @@ fn dialling_our_own_address_is_recognised_and_not_retried() {
     );
     finish(t);
 }
+
+#[test]
+fn a_handshake_that_arrives_in_pieces_is_routed() {
+    let mut t = two_torrents(sessions::config());
+    let hello = handshake(&t.hash_a, &peer_id(7), false);
+    let mut peer = connect(t.addr, &hello[..1]);
+    run_until(&mut t.rx, &mut t.host, LIMIT, |h, _| {
+        h.session.incoming_stats().accepted == 1
+    });
+    for chunk in [&hello[1..20], &hello[20..47], &hello[47..]] {
+        // Let the loop see each piece on its own before the next comes.
+        let before = t.rx.stats().iterations;
+        peer.write_all(chunk).unwrap();
+        run_until(&mut t.rx, &mut t.host, LIMIT, |_, rx| {
+            rx.stats().iterations > before + 2
+        });
+    }
+    let a = t.a;
+    run_until(&mut t.rx, &mut t.host, LIMIT, |h, _| {
+        h.session.torrent(a).unwrap().peer_counts().active == 1
+    });
+    assert_eq!(incoming(&t).routed, 1);
+    finish(t);
+}
+
+#[test]
+fn a_torrent_without_metadata_takes_incoming_peers_and_drops_violators() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let hash = InfoHash([0x42; 20]);
+    let magnet = bitloop::metainfo::Magnet::parse(&format!("magnet:?xt=urn:btih:{}", hash.to_hex())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx: Reactor<Owner> = Reactor::new().unwrap();
+    let session = Session::new(&mut rx, 0, sessions::config()).unwrap();
+    let mut host = Host::new(session, ());
+    let key = host
+        .session
+        .add_torrent(&mut rx, Source::Magnet(&magnet), dir.path().join("out"))
+        .unwrap();
+    assert_eq!(
+        host.session.phase(key),
+        Some(bitloop::client::session::Phase::NoMetadata)
+    );
+    let to = SocketAddr::from(([127, 0, 0, 1], host.session.port()));
+    // A seed (have-all), and a peer announcing a piece far past any torrent's end.
+    let mut seed = handshake(&hash, &peer_id(1), true);
+    seed.extend_from_slice(&[0, 0, 0, 1, 0x0e]);
+    let _seed = connect(to, &seed);
+    let mut far = handshake(&hash, &peer_id(2), true);
+    far.extend_from_slice(&[0, 0, 0, 1, 0x0f]); // have-none first
+    far.extend_from_slice(&[0, 0, 0, 5, 4, 0xff, 0xff, 0xff, 0xf0]);
+    let _far = connect(to, &far);
+    run_until(&mut rx, &mut host, LIMIT, |h, _| {
+        h.session.torrent(key).unwrap().peer_counts().active == 2
+    });
+    // And one that sends a 4 GiB length prefix: closed for it.
+    let mut liar = handshake(&hash, &peer_id(3), true);
+    liar.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 5]);
+    let _liar = connect(to, &liar);
+    run_until(&mut rx, &mut host, LIMIT, |h, _| {
+        h.session.torrent(key).unwrap().stats().violations == 1
+    });
+    let torrent = host.session.torrent(key).unwrap();
+    assert_eq!(torrent.peer_counts().active, 2, "the others stay");
+    assert!(!torrent.has_metadata());
+    assert_eq!(host.session.incoming_stats().routed, 3);
+    shut_down(&mut rx, &mut host);
+    rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
+}
