@@ -444,3 +444,36 @@ fn a_torrent_without_metadata_takes_incoming_peers_and_drops_violators() {
     shut_down(&mut rx, &mut host);
     rx.finish().unwrap_or_else(|busy| panic!("{busy}"));
 }
+
+#[test]
+#[ignore = "BUG: Incoming's deadline queue drops stale entries only from its front, so one silent connection \
+            keeps an entry for every connection accepted during its handshake timeout (not bounded by \
+            max_pending); compact it when stale entries outnumber live ones, as the torrent's Deadlines does"]
+fn the_pending_deadline_queue_stays_bounded_behind_a_silent_connection() {
+    let mut t = two_torrents(SessionConfig {
+        max_pending: 64,
+        handshake_timeout: Duration::from_secs(30),
+        ..sessions::config()
+    });
+    let _silent = connect(t.addr, b"");
+    run_until(&mut t.rx, &mut t.host, LIMIT, |h, _| {
+        h.session.incoming_stats().accepted == 1
+    });
+    // 1,000 peers that come and go (garbage: closed at once) behind the silent one.
+    for round in 0..20 {
+        let _peers: Vec<TcpStream> = (0..50)
+            .map(|_| connect(t.addr, b"GET / HTTP/1.0\r\n\r\n"))
+            .collect();
+        let closed = 50 * (round + 1);
+        run_until(&mut t.rx, &mut t.host, LIMIT, |h, _| {
+            h.session.incoming_stats().not_bittorrent == closed
+        });
+    }
+    let [pending, deadlines] = [t.host.session.table_sizes()[2], t.host.session.table_sizes()[3]];
+    assert_eq!(pending, 1, "only the silent one waits");
+    assert!(
+        deadlines <= 2 * pending + 64,
+        "{deadlines} deadline entries for {pending} pending connection (max_pending 64)"
+    );
+    finish(t);
+}
