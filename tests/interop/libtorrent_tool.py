@@ -5,6 +5,8 @@ Run with /usr/bin/python3 (Debian's interpreter, which has the libtorrent module
   create SRC OUT [--tracker URL]... [--piece-length N] [--private] [--hybrid]
   inspect TORRENT          print what libtorrent reads from a torrent, as JSON
   verify TORRENT SAVE_PATH check the data on disk against the torrent, as JSON
+  seed TORRENT SAVE_PATH [--connect IP:PORT]...   seed until stdin closes
+  leech TORRENT SAVE_PATH --peer IP:PORT...       download, then exit
 """
 import argparse
 import json
@@ -119,6 +121,11 @@ def seed(args):
             print(json.dumps({"error": "not seeding"}), flush=True)
             return 1
         time.sleep(0.02)
+    # --connect: dial these peers once seeding (the way a peer that learnt our
+    # address from a tracker or the DHT would), after the port is printed.
+    for peer in args.connect:
+        host, port = peer.rsplit(":", 1)
+        handle.connect_peer((host.strip("[]"), int(port)))
     print(json.dumps({"port": ses.listen_port(), "seeding": True}), flush=True)
     sys.stdin.read()  # until the test closes our stdin
 
@@ -171,6 +178,8 @@ def main():
     p.add_argument("--never-unchoke", action="store_true")
     p.add_argument("--allowed-fast", type=int, default=5)
     p.add_argument("--upload-limit", type=int, default=0, help="bytes per second; 0 = unlimited")
+    p.add_argument("--connect", action="append", default=[], metavar="IP:PORT",
+                   help="a peer to connect to once seeding (repeatable)")
     p.set_defaults(run=seed)
     p = sub.add_parser("leech")
     p.add_argument("torrent")
