@@ -239,14 +239,20 @@ fn seed_bug_12_a_test_that_forgets_to_close_fails() {
         let mut rx: Reactor<u32> = Reactor::new().unwrap();
         let _forgotten = rx.timer(7).unwrap();
     });
-    let message = result
-        .expect_err("dropping a live loop must fail")
-        .downcast::<String>()
-        .unwrap();
-    assert!(
-        message.contains("timer") && message.contains("owned by 7"),
-        "{message}"
-    );
+    if cfg!(debug_assertions) {
+        // Debug builds (every test run but `--release`) refuse outright, naming it.
+        let message = result
+            .expect_err("dropping a live loop must fail")
+            .downcast::<String>()
+            .unwrap();
+        assert!(
+            message.contains("timer") && message.contains("owned by 7"),
+            "{message}"
+        );
+    } else {
+        // Release builds log the live handles and go on (a user's run must not abort).
+        assert!(result.is_ok(), "release builds do not panic on a dropped loop");
+    }
     let mut rx: Reactor<u32> = Reactor::new().unwrap();
     rx.udp_bind("127.0.0.1:0".parse().unwrap(), 8).unwrap();
     let busy = rx.finish().expect_err("a live handle is reported");

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bitloop::client::download::{run_many, Download, DownloadOptions, Outcome};
-use bitloop::client::session::{IncomingStats, Session, SessionConfig, Source, TorrentKey};
+use bitloop::client::session::{AddOptions, IncomingStats, Session, SessionConfig, Source, TorrentKey};
 use bitloop::client::Owner;
 use bitloop::metainfo::{InfoHash, Metainfo};
 use bitloop::reactor::{Event, HandleId, HandleKind, Reactor, RunMode};
@@ -191,7 +191,11 @@ fn incoming_churn(torrent: &Metainfo, output: &std::path::Path, total: usize) ->
     let mut host = Host::new(session, Clients::default());
     let key = host
         .session
-        .add_torrent(&mut rx, Source::Torrent(torrent), output.to_path_buf())
+        .add_torrent(
+            &mut rx,
+            Source::Torrent(torrent),
+            AddOptions::new(output.to_path_buf()),
+        )
         .unwrap();
     let to = SocketAddr::from(([127, 0, 0, 1], host.session.port()));
     let (mut warm, mut end) = (heap(), heap());

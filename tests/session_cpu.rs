@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bitloop::client::session::{Session, SessionConfig, Source};
+use bitloop::client::session::{AddOptions, Session, SessionConfig, Source};
 use bitloop::client::Owner;
 use bitloop::reactor::{Event, HandleId, Reactor, RunMode};
 use bitloop::torrent::TorrentConfig;
@@ -157,7 +157,7 @@ fn iterations_with_full_budget(torrent: TorrentConfig, session: SessionConfig) -
         .add_torrent(
             &mut rx,
             Source::Torrent(&content.torrent),
-            content.dir.path().join("out"),
+            AddOptions::new(content.dir.path().join("out")),
         )
         .unwrap();
     for peer in refused.iter().chain(&holes) {

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bitloop::client::session::{Session, Source};
+use bitloop::client::session::{AddOptions, Session, Source};
 use bitloop::client::Owner;
 use bitloop::reactor::Reactor;
 use common::bounded::{Lines, NoLine};
@@ -164,11 +164,19 @@ fn a_seeder_that_connects_in_is_routed_to_the_right_one_of_two_torrents() {
     let out_b = b.dir.path().join("download");
     let key_a = host
         .session
-        .add_torrent(&mut rx, Source::Torrent(&a.torrent), out_a.clone())
+        .add_torrent(
+            &mut rx,
+            Source::Torrent(&a.torrent),
+            AddOptions::new(out_a.clone()),
+        )
         .unwrap();
     let key_b = host
         .session
-        .add_torrent(&mut rx, Source::Torrent(&b.torrent), out_b.clone())
+        .add_torrent(
+            &mut rx,
+            Source::Torrent(&b.torrent),
+            AddOptions::new(out_b.clone()),
+        )
         .unwrap();
     let ours = format!("127.0.0.1:{}", host.session.port());
 

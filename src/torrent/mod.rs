@@ -36,6 +36,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 pub use bans::{Bans, Strike};
+pub use connect::Refusal;
 pub use messages::Violation;
 pub use output::{Action, Output};
 pub use pool::{Peer, PeerCounts, PeerPool, PeerState};

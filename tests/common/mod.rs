@@ -125,19 +125,19 @@ pub fn run_until<H: Handler<Tag>>(
     mut done: impl FnMut(&H, &mut Reactor<Tag>) -> bool,
 ) {
     let deadline = Instant::now() + limit;
+    // One repeating guard timer bounds each blocking poll for the whole wait
+    // (closing one per iteration would make every poll non-blocking: a spin).
+    let guard = reactor.timer(u32::MAX).expect("guard timer");
+    let tick = Duration::from_millis(20);
+    reactor.timer_start(guard, tick, Some(tick)).expect("start guard");
     while !done(handler, reactor) {
         assert!(
             Instant::now() < deadline,
             "condition not reached within {limit:?}"
         );
-        // A short-lived keep-alive timer bounds each blocking poll.
-        let guard = reactor.timer(u32::MAX).expect("guard timer");
-        reactor
-            .timer_start(guard, Duration::from_millis(20), None)
-            .expect("start guard");
         reactor.run(handler, RunMode::Once).expect("run");
-        reactor.close(guard);
     }
+    reactor.close(guard);
 }
 
 /// Closes everything, drains, and asserts the loop is provably empty.

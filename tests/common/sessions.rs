@@ -58,6 +58,7 @@ impl<S: Side> Host<S> {
                 SessionEvent::Completed(key) => self.completed.push(key),
                 SessionEvent::Failed(key, why) => self.failed.push((key, why)),
                 SessionEvent::PeerGone { .. } => self.peers_gone += 1,
+                SessionEvent::Checked(_) => {}
             }
         }
     }
@@ -134,8 +135,8 @@ pub fn assert_tables_empty(session: &Session, what: &str) {
     }
     assert_eq!(
         &session.table_sizes()[2..],
-        &[0; 5],
-        "{what}: session tables (pending, deadlines, waiting, serving, listeners)"
+        &[0; 7],
+        "{what}: session tables (pending, deadlines, waiting, serving, listeners, checking, open files)"
     );
     assert_eq!(session.budget_use(), (0, 0), "{what}: budgets in use");
 }

@@ -200,14 +200,18 @@ pub fn setup(
 
 /// Runs single iterations until `done` holds; panics after `limit` iterations.
 pub fn run_until(s: &mut Setup, limit: usize, mut done: impl FnMut(&World) -> bool) {
+    // One repeating guard for the whole wait bounds each blocking poll; a guard
+    // closed after every iteration would make the next poll not block at all
+    // (a handle is closing), and the wait would spin through its limit at once.
+    let guard = s.rx.timer(Owner::App(1)).unwrap();
+    let tick = Duration::from_millis(5);
+    s.rx.timer_start(guard, tick, Some(tick)).unwrap();
     for _ in 0..limit {
         if done(&s.world) {
+            s.rx.close(guard);
             return;
         }
-        let guard = s.rx.timer(Owner::App(1)).unwrap();
-        s.rx.timer_start(guard, Duration::from_millis(5), None).unwrap();
         s.rx.run(&mut s.world, RunMode::Once).unwrap();
-        s.rx.close(guard);
     }
     panic!("condition not reached: {:?}", s.world.torrent().peer_counts());
 }

@@ -131,6 +131,14 @@ impl Session {
             Err(refusal) => {
                 debug!("incoming {} refused: {refusal:?}", pending.addr);
                 self.incoming.stats.refused += 1;
+                if refusal == crate::torrent::Refusal::Ourselves {
+                    // We dialled ourselves (a tracker echoed our address): answer
+                    // with our handshake, so the dialling side sees its own peer id,
+                    // marks the address as ours and never tries it again.
+                    let mut hello = Vec::with_capacity(wire::HANDSHAKE_LEN);
+                    Handshake::ours(handshake.info_hash, self.peer_id).encode(&mut hello);
+                    let _ = rx.tcp_write(pending.conn, &hello);
+                }
                 rx.close(pending.conn);
             }
         }
@@ -226,12 +234,15 @@ impl Session {
     pub(super) fn after(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey) {
         self.flush(rx, key);
         self.take_torrent_events(rx, key);
-        self.connect_more(rx, key);
-        self.flush(rx, key);
         self.settle(key);
+        // Torrents that waited for room go first: the one that just freed a slot
+        // must not take it straight back while others starve.
         if !self.waiting.is_empty() && self.budget_has_room() {
             self.connect_waiting(rx);
         }
+        self.connect_more(rx, key);
+        self.flush(rx, key);
+        self.settle(key);
         let Some(entry) = self.torrents.get_mut(key as usize) else {
             return;
         };

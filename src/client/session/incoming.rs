@@ -75,12 +75,19 @@ impl Incoming {
     pub fn remove(&mut self, key: u32, conn: HandleId) -> Option<Pending> {
         self.get(key, conn)?;
         let pending = self.pending.remove(key as usize);
-        // Its deadline entry is skipped when it surfaces; trim stale ones at the front.
+        // Its deadline entry is skipped when it surfaces; trim stale ones at the
+        // front, and drop them all when they outnumber the live ones (one silent
+        // connection at the front must not let the queue grow behind it).
         while let Some(&(_, k, c)) = self.deadlines.front() {
             if self.get(k, c).is_some() {
                 break;
             }
             self.deadlines.pop_front();
+        }
+        if self.deadlines.len() > 2 * self.pending.len() + 64 {
+            let pending = &self.pending;
+            self.deadlines
+                .retain(|(_, k, c)| pending.get(*k as usize).is_some_and(|p| p.conn == *c));
         }
         Some(pending)
     }

@@ -492,8 +492,15 @@ impl Session {
             if let Err(e) = &result {
                 debug!("announce failed: {e}");
             }
+            // A stopped torrent takes no new peers (the answer to `stopped`, or a
+            // late one): they go to a set that takes nothing.
+            let mut nowhere = crate::swarm::Candidates::new(0);
             let owner = self.torrents.iter_mut().find_map(|(key, entry)| {
-                let candidates = entry.torrent.candidates_mut();
+                let candidates = if entry.phase == Phase::Stopped {
+                    &mut nowhere
+                } else {
+                    entry.torrent.candidates_mut()
+                };
                 entry
                     .trackers
                     .on_result(now, id, &result, candidates)
