@@ -5,9 +5,13 @@
 
 pub mod bounded;
 pub mod counting;
+pub mod event_tracker;
 pub mod fake_trackers;
 pub mod libtorrent;
+pub mod mounts;
 pub mod opentracker;
+pub mod payload;
+pub mod procs;
 pub mod seeders;
 pub mod trackers;
 pub mod world;
