@@ -51,7 +51,14 @@ fn valgrind() -> Command {
 fn a_full_disk_stops_clearly_without_leaks_and_a_rerun_after_room_is_made_fetches_the_rest() {
     let tracker = EventTracker::start();
     let content = big_content_with(SIZE, PIECE, vec![tracker.url.clone()]);
-    let seeder = Seeder::start(&content.torrent_path, &content.save_path);
+    // Limited to 4 MiB/s so that the disk fills seconds after the start, when the
+    // tracker has answered `started` (a torrent stopped before that says nothing).
+    let limit = (4 * MIB).to_string();
+    let seeder = Seeder::start_with(
+        &content.torrent_path,
+        &content.save_path,
+        &["--upload-limit", &limit],
+    );
     let disk = Tmpfs::mount(DISK);
     let peer = seeder.addr().to_string();
     let args = [
