@@ -12,8 +12,10 @@
 #     16 MiB pieces.
 #
 # With BITLOOP_BASE=/path/to/an/older/release/bitloop, that binary downloads from
-# the two seeders too, alternating with this one: before/after figures (its rchar
-# is its read-back: older builds have no --json).
+# the same seeders too, alternating with this one: before/after figures (its rchar
+# is its read-back: older builds have no --json). With eatmydata installed, the
+# one-seeder download also runs with fsync made a no-op, which shows what the
+# durability promise (data fsynced at completion) costs in wall time.
 #
 #   benches/storage_e2e.sh [ROUNDS] [MIB] [CHECK_MIB]    defaults: 5 rounds, 256 MiB, 1024 MiB
 set -euo pipefail
@@ -108,20 +110,27 @@ download() { # name binary torrent-piece peers...
   shift 3
   rm -rf "$work/out"
   sync
-  local json=(--json)
+  local json=(--json) wrap=()
   [ "$binary" = "$bitloop" ] || json=()
-  run "$name" "$binary" download "$work/p$piece.torrent" -o "$work/out" "$@" -q "${json[@]}"
+  [ -z "${nosync:-}" ] || wrap=(eatmydata)
+  run "$name" "${wrap[@]}" "$binary" download "$work/p$piece.torrent" -o "$work/out" "$@" -q "${json[@]}"
   cmp -s "$work/out/data.bin" "$work/seed/data.bin" || { echo "$name: downloaded data differs" >&2; exit 1; }
 }
 
 cat "$work/seed/data.bin" > /dev/null
 cases=(openssl one two three mid large)
 [ -z "$base" ] || cases+=(base_one base_two base_three base_mid base_large)
+if command -v eatmydata >/dev/null; then
+  cases+=(nosync)
+else
+  echo "(eatmydata is not installed: no figure without fsync; apt-get install eatmydata)" >&2
+fi
 for round in $(seq 0 $((rounds - 1))); do
   for i in $(seq 0 $((${#cases[@]} - 1))); do
     case ${cases[$(((round + i) % ${#cases[@]}))]} in
       openssl) run openssl openssl dgst -sha1 "$work/seed/data.bin" ;;
       one) download one "$bitloop" 262144 "${small[@]:0:2}" ;;
+      nosync) nosync=1 download nosync "$bitloop" 262144 "${small[@]:0:2}" ;;
       two) download two "$bitloop" 262144 "${small[@]:0:4}" ;;
       three) download three "$bitloop" 262144 "${small[@]}" ;;
       mid) download mid "$bitloop" 4194304 "${mid[@]}" ;;
@@ -142,16 +151,19 @@ col() { # name field
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 gbs() { awk -v s="$1" -v b=$((check_mib << 20)) 'BEGIN { printf "%.2f", b / s / 1e9 }'; }
 echo "$check_mib MiB full check of warm data, median of $rounds:"
-echo "  bitloop download (no resume data): $(col check 2) s wall = $(gbs "$(col check 2)") GB/s, $(col check 3) s CPU, read $(col check 5) B"
-echo "  openssl dgst -sha1 of the same file: $(col check_openssl 2) s = $(gbs "$(col check_openssl 2)") GB/s"
+echo "  bitloop download (no resume data): $(col check 2) s wall = $(gbs "$(col check 2)") GB/s;" \
+  "$(col check 3) s CPU = $(gbs "$(col check 3)") GB/s; rchar $(col check 5) B"
+echo "  openssl dgst -sha1 of the same file: $(col check_openssl 2) s wall = $(gbs "$(col check_openssl 2)") GB/s;" \
+  "$(col check_openssl 3) s CPU = $(gbs "$(col check_openssl 3)") GB/s"
 echo
 echo "$mib MiB from libtorrent seeders on loopback, medians of $rounds (wall s, cpu s, peak RSS MiB, rchar B):"
 printf '  %-34s %7s %7s %9s %12s %12s %12s\n' case wall cpu rss_MiB rchar read_back in_order
-for c in one two three mid large base_one base_two base_three base_mid base_large openssl; do
+for c in one nosync two three mid large base_one base_two base_three base_mid base_large openssl; do
   grep -q "^$c " "$work/results" || continue
   label=$c
   case $c in
     one) label="bitloop, 1 seeder, 256 KiB pieces" ;;
+    nosync) label="the same, fsync a no-op (eatmydata)" ;;
     two) label="bitloop, 2 seeders, 256 KiB pieces" ;;
     three) label="bitloop, 3 seeders, 256 KiB pieces" ;;
     mid) label="bitloop, 1 seeder, 4 MiB pieces" ;;

@@ -24,6 +24,7 @@ want iproute2 command -v ss                                    # leak-check.sh w
 want procps test -x /usr/bin/kill                              # shutdown tests send SIGINT with kill
 want aria2 command -v aria2c                                   # swarm.sh compares with aria2c
 want openssl command -v openssl                                # storage_e2e.sh compares with openssl
+want eatmydata command -v eatmydata                            # storage_e2e.sh: the cost of fsync
 [ -z "${FUZZ_SECONDS:-}" ] || want g++ command -v c++          # cargo-fuzz builds libFuzzer
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
