@@ -23,6 +23,8 @@ want opentracker test -x /usr/bin/opentracker                  # tracker interop
 want iproute2 command -v ss                                    # leak-check.sh waits for the connection
 want procps test -x /usr/bin/kill                              # shutdown tests send SIGINT with kill
 want aria2 command -v aria2c                                   # swarm.sh compares with aria2c
+want openssl command -v openssl                                # storage_e2e.sh compares with openssl
+want eatmydata command -v eatmydata                            # storage_e2e.sh: the cost of fsync
 [ -z "${FUZZ_SECONDS:-}" ] || want g++ command -v c++          # cargo-fuzz builds libFuzzer
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
@@ -57,6 +59,9 @@ scripts/leak-check.sh
 
 echo "== swarm benchmark smoke run (1 round, 16 MiB: bitloop, libtorrent, aria2c)"
 benches/swarm.sh 1 16
+
+echo "== storage benchmark smoke run (1 round, 16 MiB downloads, a 64 MiB check)"
+benches/storage_e2e.sh 1 16 64
 
 # Opt-in: FUZZ_SECONDS=30 scripts/test-all.sh also runs every fuzz target that long.
 if [ -n "${FUZZ_SECONDS:-}" ]; then

@@ -5,13 +5,17 @@
 
 pub mod bounded;
 pub mod counting;
+pub mod event_tracker;
 pub mod fake_trackers;
 pub mod http_server;
 #[cfg(feature = "https")]
 pub mod https_tracker;
 pub mod libtorrent;
 pub mod mini_tracker;
+pub mod mounts;
 pub mod opentracker;
+pub mod payload;
+pub mod procs;
 pub mod seeders;
 pub mod trackers;
 pub mod world;
