@@ -128,55 +128,70 @@ impl Bitloop {
     /// it could not listen; returns once it listens.
     pub fn start(what: &str, args: &[&str]) -> Bitloop {
         for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_bitloop"))
-                .args(args)
-                .args(["--port", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("run the bitloop binary");
-            let stderr = Lines::new(child.stderr.take().unwrap(), what);
-            let mut out = child.stdout.take().unwrap();
-            let (tx, stdout) = mpsc::channel();
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = out.read_to_string(&mut text);
-                let _ = tx.send(text);
-            });
-            let mut process = Bitloop {
-                child,
-                stderr,
-                seen: Vec::new(),
-                stdout,
-                port,
-                what: format!("{what} (port {port})"),
-            };
-            let deadline = Instant::now() + READY_WITHIN;
-            loop {
-                if listening(port) {
-                    return process;
-                }
-                if let Some(status) = process.child.try_wait().unwrap() {
-                    process.drain_stderr();
-                    let text = process.seen.join("\n");
-                    assert!(
-                        text.contains("cannot listen"),
-                        "{} exited ({status}) before listening:\n{text}",
-                        process.what
-                    );
-                    break; // the port was taken after all: another one
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} did not listen within {READY_WITHIN:?}",
-                    process.what
-                );
-                std::thread::sleep(Duration::from_millis(10)); // polling another process's startup
+            match Bitloop::spawn(free_port(), what, args) {
+                Ok(process) => return process,
+                Err(_) => continue, // the port was taken after all: another one
             }
         }
         panic!("{what}: no free port in five tries");
+    }
+
+    /// Runs `bitloop ARGS… --port PORT` (a port others were told); returns once it
+    /// listens.
+    pub fn start_on(port: u16, what: &str, args: &[String]) -> Bitloop {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Bitloop::spawn(port, what, &args).unwrap_or_else(|why| panic!("{what}: {why}"))
+    }
+
+    /// Starts the child and waits until it listens; `Err` if it exited saying it
+    /// cannot listen (another process took the port).
+    fn spawn(port: u16, what: &str, args: &[&str]) -> Result<Bitloop, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bitloop"))
+            .args(args)
+            .args(["--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the bitloop binary");
+        let stderr = Lines::new(child.stderr.take().unwrap(), what);
+        let mut out = child.stdout.take().unwrap();
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let mut process = Bitloop {
+            child,
+            stderr,
+            seen: Vec::new(),
+            stdout,
+            port,
+            what: format!("{what} (port {port})"),
+        };
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if listening(port) {
+                return Ok(process);
+            }
+            if let Some(status) = process.child.try_wait().unwrap() {
+                process.drain_stderr();
+                let text = process.seen.join("\n");
+                assert!(
+                    text.contains("cannot listen"),
+                    "{} exited ({status}) before listening:\n{text}",
+                    process.what
+                );
+                return Err(text);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen within {READY_WITHIN:?}",
+                process.what
+            );
+            std::thread::sleep(Duration::from_millis(10)); // polling another process's startup
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -207,6 +222,16 @@ impl Bitloop {
                 ),
             }
         }
+    }
+
+    /// Waits until a progress line printed from now on says no peer is connected
+    /// (lines already printed are skipped: they may predate what the caller waits
+    /// for). Progress lines come every 5 s when stderr is not a terminal.
+    pub fn wait_no_peers(&mut self, limit: Duration) {
+        while let Ok(line) = self.stderr.try_line_within(Duration::ZERO) {
+            self.seen.push(line);
+        }
+        self.wait_line(limit, |l| l.contains(" 0 peers "));
     }
 
     fn drain_stderr(&mut self) {
