@@ -124,6 +124,25 @@ impl WirePeer {
         WirePeer::on(stream, info_hash, piece_count, id, fast)
     }
 
+    /// Like [`connect`](Self::connect), but `None` if the other side closes
+    /// instead of answering (a torrent still checking its data turns peers away).
+    pub fn try_connect(
+        addr: SocketAddr,
+        info_hash: InfoHash,
+        piece_count: u32,
+        id: PeerId,
+        fast: bool,
+    ) -> Option<WirePeer> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        stream.set_nodelay(true).unwrap();
+        stream.write_all(&handshake_bytes(info_hash, id, fast)).ok()?;
+        let mut hello = [0u8; wire::HANDSHAKE_LEN];
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.read_exact(&mut hello).ok()?;
+        let theirs = Handshake::decode(&hello).ok()??;
+        Some(WirePeer::adopt(stream, theirs, piece_count))
+    }
+
     /// The same over a stream already connected (a socket with options of its own).
     pub fn on(
         mut stream: TcpStream,
