@@ -25,6 +25,8 @@ pub enum Got {
     Bitfield(Vec<u8>),
     HaveAll,
     HaveNone,
+    Request(BlockRef),
+    Cancel(BlockRef),
     Piece(BlockRef, Vec<u8>),
     Reject(BlockRef),
     AllowedFast(u32),
@@ -52,6 +54,8 @@ impl Got {
                 },
                 data.to_vec(),
             ),
+            Message::Request(b) => Got::Request(b),
+            Message::Cancel(b) => Got::Cancel(b),
             Message::Reject(b) => Got::Reject(b),
             Message::AllowedFast(p) => Got::AllowedFast(p),
             Message::Extended { id, .. } => Got::Extended(id),
@@ -194,14 +198,8 @@ impl WirePeer {
     pub fn next(&mut self, limit: Duration) -> Next {
         let deadline = Instant::now() + limit;
         loop {
-            match wire::decode(&self.buf, &self.limits) {
-                Ok(Some((message, used))) => {
-                    let got = Got::from(&message);
-                    self.buf.drain(..used);
-                    return Next::Message(got);
-                }
-                Ok(None) => {}
-                Err(e) => panic!("the peer sent bytes that are not the wire protocol: {e}"),
+            if let Some(got) = self.decoded() {
+                return Next::Message(got);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -216,6 +214,40 @@ impl WirePeer {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Next::Closed, // reset
             }
+        }
+    }
+
+    /// The next whole message if one has arrived, without waiting (`Timeout`:
+    /// nothing yet).
+    pub fn next_now(&mut self) -> Next {
+        if let Some(got) = self.decoded() {
+            return Next::Message(got);
+        }
+        self.stream.set_nonblocking(true).unwrap();
+        let mut chunk = [0u8; 64 * 1024];
+        let read = self.stream.read(&mut chunk);
+        self.stream.set_nonblocking(false).unwrap();
+        match read {
+            Ok(0) => Next::Closed,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                self.decoded().map_or(Next::Timeout, Next::Message)
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Next::Timeout,
+            Err(_) => Next::Closed,
+        }
+    }
+
+    /// The message at the front of what was read, if whole.
+    fn decoded(&mut self) -> Option<Got> {
+        match wire::decode(&self.buf, &self.limits) {
+            Ok(Some((message, used))) => {
+                let got = Got::from(&message);
+                self.buf.drain(..used);
+                Some(got)
+            }
+            Ok(None) => None,
+            Err(e) => panic!("the peer sent bytes that are not the wire protocol: {e}"),
         }
     }
 
