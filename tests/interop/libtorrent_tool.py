@@ -6,7 +6,7 @@ Run with /usr/bin/python3 (Debian's interpreter, which has the libtorrent module
   inspect TORRENT          print what libtorrent reads from a torrent, as JSON
   verify TORRENT SAVE_PATH check the data on disk against the torrent, as JSON
   seed TORRENT SAVE_PATH   seed until stdin closes (prints its port first)
-  leech TORRENT SAVE_PATH [--peer IP:PORT]... [--trackers]   download, then exit
+  leech TORRENT SAVE_PATH [--peer IP:PORT]... [--trackers] [--plaintext]   download, then exit
 """
 import argparse
 import json
@@ -129,7 +129,12 @@ def leech(args):
     """Downloads TORRENT into SAVE_PATH from the given peers (and, with --trackers,
     from the peers the torrent's trackers give); exits when complete.
     Over TCP only (uTP off both ways), so that it compares with bitloop like with like."""
-    ses = session(0, extra={"enable_outgoing_utp": False, "enable_incoming_utp": False})
+    extra = {"enable_outgoing_utp": False, "enable_incoming_utp": False}
+    if args.plaintext:
+        # No encryption attempt first (BEP-less MSE/PE): peers without it, such as
+        # bitloop, would otherwise see a failed attempt and a reconnect.
+        extra["out_enc_policy"] = int(lt.enc_policy.disabled)
+    ses = session(0, extra=extra)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
@@ -182,6 +187,7 @@ def main():
     p.add_argument("--peer", action="append", default=[])
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--trackers", action="store_true", help="also announce to the torrent's trackers")
+    p.add_argument("--plaintext", action="store_true", help="connect without trying encryption first")
     p.set_defaults(run=leech)
     args = parser.parse_args()
     args.run(args)
