@@ -130,9 +130,22 @@ fn the_demo_that_ends_by_itself_exits_0() {
 #[test]
 fn ctrl_c_in_the_middle_of_the_swarm_ends_the_demo_with_130_and_removes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = Demo::start(tmp.path(), "256M");
-    // The first status line: the swarm is running (256 MiB take it seconds more).
-    demo.stderr.line_within(Duration::from_secs(60));
+    let demo = Demo::start(tmp.path(), "64M");
+    // A status line with a leecher part way: the swarm is running.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = demo.stderr.line_within(left);
+        let part_way = line.starts_with("leecher ")
+            && line
+                .split_whitespace()
+                .find_map(|w| w.strip_suffix('%'))
+                .and_then(|p| p.parse::<f64>().ok())
+                .is_some_and(|p| p < 100.0);
+        if part_way {
+            break;
+        }
+    }
     demo.interrupt();
     let (code, out, err) = demo.finish(Duration::from_secs(30));
     let text = out.join("\n");
