@@ -56,6 +56,7 @@ echo "$((3 - failed)) passed, $failed failed"
 
 echo "== the release binary under valgrind: complete, interrupted and failed downloads"
 scripts/leak-check.sh
+timeout -k 5 30 "${CARGO_TARGET_DIR:-target}/release/bitloop" demo 2>/dev/null # the README's first command (built by leak-check.sh): must end by itself, exit 0, within 30 s
 
 echo "== swarm benchmark smoke run (1 round, 16 MiB: bitloop, libtorrent, aria2c)"
 benches/swarm.sh 1 16

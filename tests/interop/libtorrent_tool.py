@@ -5,8 +5,8 @@ Run with /usr/bin/python3 (Debian's interpreter, which has the libtorrent module
   create SRC OUT [--tracker URL]... [--piece-length N] [--private] [--hybrid]
   inspect TORRENT          print what libtorrent reads from a torrent, as JSON
   verify TORRENT SAVE_PATH check the data on disk against the torrent, as JSON
-  seed TORRENT SAVE_PATH [--connect IP:PORT]...   seed until stdin closes
-  leech TORRENT SAVE_PATH --peer IP:PORT...       download, then exit
+  seed TORRENT SAVE_PATH [--connect IP:PORT]...   seed until stdin closes (prints its port first)
+  leech TORRENT SAVE_PATH [--peer IP:PORT]... [--trackers] [--plaintext]   download, then exit
 """
 import argparse
 import json
@@ -131,13 +131,20 @@ def seed(args):
 
 
 def leech(args):
-    """Downloads TORRENT into SAVE_PATH from the given peers; exits when complete.
+    """Downloads TORRENT into SAVE_PATH from the given peers (and, with --trackers,
+    from the peers the torrent's trackers give); exits when complete.
     Over TCP only (uTP off both ways), so that it compares with bitloop like with like."""
-    ses = session(0, extra={"enable_outgoing_utp": False, "enable_incoming_utp": False})
+    extra = {"enable_outgoing_utp": False, "enable_incoming_utp": False}
+    if args.plaintext:
+        # No encryption attempt first (BEP-less MSE/PE): peers without it, such as
+        # bitloop, would otherwise see a failed attempt and a reconnect.
+        extra["out_enc_policy"] = int(lt.enc_policy.disabled)
+    ses = session(0, extra=extra)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
-    params.trackers = []
+    if not args.trackers:
+        params.trackers = []
     handle = ses.add_torrent(params)
     for peer in args.peer:
         host, port = peer.rsplit(":", 1)
@@ -186,6 +193,8 @@ def main():
     p.add_argument("save_path")
     p.add_argument("--peer", action="append", default=[])
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--trackers", action="store_true", help="also announce to the torrent's trackers")
+    p.add_argument("--plaintext", action="store_true", help="connect without trying encryption first")
     p.set_defaults(run=leech)
     args = parser.parse_args()
     args.run(args)
