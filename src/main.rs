@@ -4,6 +4,8 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
-    env_logger::init();
+    // Warnings show without RUST_LOG: an unusable resume file, a tracker that
+    // fails. RUST_LOG=info or debug shows more.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     cli::main()
 }

@@ -150,8 +150,6 @@ fn preallocating_on_a_full_disk_fails_at_start_naming_the_file() {
 
 /// A failed save must not leave its temporary file behind on the full disk.
 #[test]
-#[ignore = "BUG: ResumeData::save_atomic leaves `<infohash>.resume.tmp` behind when writing it fails \
-            (ENOSPC); it should remove the temporary file on every error path before returning"]
 fn a_resume_save_that_fails_leaves_no_temporary_file() {
     let content = big_content_with(SIZE, PIECE, Vec::new());
     let seeder = Seeder::start(&content.torrent_path, &content.save_path);

@@ -257,9 +257,6 @@ fn a_cut_garbage_or_foreign_resume_file_is_never_trusted() {
 
 /// What a user sees without `RUST_LOG`: the warning that resume data is ignored.
 #[test]
-#[ignore = "BUG: env_logger::init() defaults to `error`, so the `warn!` about an unusable resume file \
-            never reaches a user who did not set RUST_LOG; main.rs should default the filter to warn \
-            (env_logger::Env::default().default_filter_or(\"warn\"))"]
 fn the_warning_about_an_unusable_resume_file_shows_without_rust_log() {
     let done = Done::new();
     std::fs::write(done.resume_path(), b"not a resume file").unwrap();

@@ -121,7 +121,6 @@ fn the_demo_ends_by_itself_and_says_it_verified_every_copy() {
 }
 
 #[test]
-#[ignore = "BUG: the demo exits 130 after a complete run: Swarm::on_event (client/demo.rs) sets `interrupted` for any event of Owner::Signal, and close_all_and_drain delivers the watch's Closed event before DemoReport reads the flag; fix: set it only for Event::Signal"]
 fn the_demo_that_ends_by_itself_exits_0() {
     let (code, out, err) = demo_8m();
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
@@ -160,7 +159,6 @@ fn ctrl_c_in_the_middle_of_the_swarm_ends_the_demo_with_130_and_removes_its_file
 }
 
 #[test]
-#[ignore = "BUG: Ctrl+C while the demo writes its payload or hashes it into a torrent kills the process and leaves bitloop-demo-PID behind: client/demo.rs::run calls write_payload and make_torrent before start() opens the signal watch, so SIGINT still has its default disposition; fix: open the reactor and the watch first and check for a signal between the 1 MiB chunks of writing and hashing"]
 fn ctrl_c_while_the_demo_writes_its_payload_removes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
     let demo = Demo::start(tmp.path(), "512M");

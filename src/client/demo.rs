@@ -71,7 +71,9 @@ struct Swarm {
 impl Handler<Owner> for Swarm {
     fn on_event(&mut self, rx: &mut Reactor<Owner>, id: HandleId, owner: Owner, event: Event) {
         match owner {
-            Owner::Signal => self.interrupted = true,
+            // Ctrl+C; the watch's own `Closed` at shutdown is not one.
+            Owner::Signal if matches!(event, Event::Signal(_)) => self.interrupted = true,
+            Owner::Signal => {}
             STATUS => self.lines = self.status_lines(),
             Owner::App(_) => {}
             // Session keys are indexes into `members`.
@@ -174,11 +176,6 @@ pub struct DemoReport {
 /// Runs the demo; `show` gets the status lines as they change.
 pub fn run(options: &DemoOptions, mut show: impl FnMut(&[String])) -> Result<DemoReport, String> {
     let started = Instant::now();
-    let folder = TempFolder(std::env::temp_dir().join(format!("bitloop-demo-{}", std::process::id())));
-    let original = folder.0.join("seeder").join("demo.bin");
-    write_payload(&original, options.size).map_err(|e| format!("{}: {e}", original.display()))?;
-    let torrent = make_torrent(&original)?;
-
     let mut rx: Reactor<Owner> = Reactor::new().map_err(|e| e.to_string())?;
     let mut swarm = Swarm {
         members: Vec::new(),
@@ -187,7 +184,17 @@ pub fn run(options: &DemoOptions, mut show: impl FnMut(&[String])) -> Result<Dem
         interrupted: false,
         lines: Vec::new(),
     };
-    let started_swarm = start(&mut rx, &mut swarm, &folder.0, &torrent, options);
+    // Signals first: a Ctrl+C while the payload is written is then only noted (the
+    // loop sees it at its first turn), and the folder is still removed.
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let watch = rx.signal_watch(&[SIGINT, SIGTERM], Owner::Signal);
+    swarm.signal = Some(watch.map_err(|e| e.to_string())?);
+    let folder = TempFolder(std::env::temp_dir().join(format!("bitloop-demo-{}", std::process::id())));
+    let original = folder.0.join("seeder").join("demo.bin");
+    let prepared = write_payload(&original, options.size)
+        .map_err(|e| format!("{}: {e}", original.display()))
+        .and_then(|()| make_torrent(&original));
+    let started_swarm = prepared.and_then(|torrent| start(&mut rx, &mut swarm, &folder.0, &torrent, options));
     if let Err(e) = started_swarm {
         rx.close_all_and_drain(&mut swarm).map_err(|e| e.to_string())?;
         let _ = rx.finish();
@@ -233,11 +240,6 @@ fn start(
     torrent: &Metainfo,
     options: &DemoOptions,
 ) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    swarm.signal = Some(
-        rx.signal_watch(&[SIGINT, SIGTERM], Owner::Signal)
-            .map_err(|e| e.to_string())?,
-    );
     let status = rx.timer(STATUS).map_err(|e| e.to_string())?;
     rx.timer_start(status, options.interval, Some(options.interval))
         .map_err(|e| e.to_string())?;

@@ -409,16 +409,22 @@ impl ResumeData {
         let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(".tmp");
         let tmp = dir.join(tmp_name);
-        let mut file = OpenOptions::new()
+        let written = OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
             .open(&tmp)
-            .map_err(error(&tmp))?;
-        file.write_all(&self.encode()).map_err(error(&tmp))?;
-        file.sync_all().map_err(error(&tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(error(path))?;
+            .and_then(|mut file| {
+                file.write_all(&self.encode())?;
+                file.sync_all()
+            })
+            .map_err(error(&tmp))
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(error(path)));
+        if written.is_err() {
+            // A full disk must not be left with a half-written file of ours on it.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(error(dir))?;
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use log::{info, trace, warn};
+use log::{debug, info, trace, warn};
 
 use super::bans::Strike;
 use super::messages::{Violation, MAX_UNREQUESTED};
@@ -155,11 +155,11 @@ impl Torrent {
     fn piece_failed(&mut self, now: Instant, piece: u32, contributors: Vec<IpAddr>, out: &mut Output) {
         let meta = self.meta.as_mut().expect("loaded");
         if contributors.len() > 1 {
-            warn!("piece {piece} failed its hash check (blocks from {contributors:?}); refetching it from one peer");
+            info!("piece {piece} failed its hash check (blocks from {contributors:?}); refetching it from one peer");
             meta.picker.mark_suspect(piece);
             return;
         }
-        warn!("piece {piece} failed its hash check; striking {contributors:?}");
+        info!("piece {piece} failed its hash check; striking {contributors:?}");
         for ip in contributors {
             if self.bans.bad_data(ip, now) == Strike::Banned {
                 warn!("{ip} banned after bad pieces");
@@ -179,7 +179,8 @@ impl Torrent {
     }
 
     pub(super) fn fail(&mut self, why: String) {
-        warn!("{why}");
+        // The front end reports it (the torrent stops); here only for the log.
+        debug!("{why}");
         self.events.push_back(TorrentEvent::Failed(why));
     }
 

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use log::{debug, warn};
+use log::{debug, info};
 
 use super::bans::Strike;
 use super::pool::PeerState;
@@ -133,8 +133,8 @@ impl Torrent {
         let addr = peer.addr;
         self.stats.violations += 1;
         match self.bans.protocol_violation(addr, now) {
-            Strike::Banned => warn!("peer {addr}: {violation}; banned"),
-            Strike::Counted(n) => warn!("peer {addr}: {violation}; disconnecting (strike {n})"),
+            Strike::Banned => info!("peer {addr}: {violation}; banned"),
+            Strike::Counted(n) => info!("peer {addr}: {violation}; disconnecting (strike {n})"),
         }
         self.remove_peer(now, key, false, out);
         if self.bans.is_banned(addr, now) {
@@ -208,6 +208,15 @@ impl Torrent {
                         if !meta.picker.have().get(piece) {
                             session.wanted += 1;
                         }
+                    }
+                    // Seeds do not keep connections to peers that became seeds too.
+                    if session.has.is_seed() && self.is_complete() {
+                        debug!(
+                            "peer {} completed, as have we: disconnecting",
+                            self.pool.get(key).expect("active").addr
+                        );
+                        self.remove_peer(now, key, false, out);
+                        return Ok(());
                     }
                     self.update_interest(now, key, out);
                 }

@@ -109,19 +109,15 @@ impl Session {
         };
         self.pause_if_limited(rx, pending.conn);
         let entry = &mut self.torrents[key as usize];
-        let peer = entry.torrent.vacant_key();
-        if rx
-            .set_owner(pending.conn, Owner::Peer(self.key, key, peer))
-            .is_err()
-        {
-            return;
-        }
+        // The torrent picks the peer's slot (taking it over may free another first,
+        // when this connection wins a duplicate); the tag follows. Nothing reaches
+        // the stream between the two: we are inside its own callback.
         match entry
             .torrent
             .handle_incoming(now, pending.addr, pending.conn, handshake, &mut self.out)
         {
-            Ok(got) => {
-                debug_assert_eq!(got, peer);
+            Ok(peer) => {
+                let _ = rx.set_owner(pending.conn, Owner::Peer(self.key, key, peer));
                 self.incoming.stats.routed += 1;
                 // Bytes after the handshake may already be buffered: no new event
                 // would announce them.
@@ -332,7 +328,8 @@ impl Session {
             let Some(entry) = self.torrents.get_mut(key as usize) else {
                 return;
             };
-            if entry.phase == Phase::Stopped || self.closed {
+            // A checking torrent does not know what it has yet; a stopped one is done.
+            if !matches!(entry.phase, Phase::Running | Phase::NoMetadata) || self.closed {
                 return;
             }
             if !entry.torrent.wants_connections() {
@@ -372,7 +369,7 @@ impl Session {
     }
 
     /// Torrent events become session events; completion is announced.
-    fn take_torrent_events(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey) {
+    pub(super) fn take_torrent_events(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey) {
         let now = rx.now();
         loop {
             let Some(entry) = self.torrents.get_mut(key as usize) else {
@@ -413,7 +410,9 @@ impl Session {
         let Some(entry) = self.torrents.get_mut(key as usize) else {
             return;
         };
-        if entry.phase != Phase::Stopped {
+        // A checking torrent announces once it knows what it has (`left` then is
+        // right: a seed says 0).
+        if matches!(entry.phase, Phase::Running | Phase::NoMetadata) {
             let transfer = transfer(&entry.torrent);
             entry.trackers.poll(rx, &mut self.trackers, transfer);
         }

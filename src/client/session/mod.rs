@@ -386,6 +386,8 @@ impl Session {
         let transfer = transfer(&entry.torrent);
         let sent = entry.trackers.stop(rx, &mut self.trackers, transfer);
         self.flush(rx, key);
+        // What the stop produced (every peer's PeerGone) goes to the front end.
+        self.take_torrent_events(rx, key);
         self.settle(key);
         self.waiting.retain(|k| *k != key);
         self.serving.retain(|k| *k != key);

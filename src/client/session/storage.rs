@@ -174,11 +174,13 @@ impl Session {
                 );
                 entry.phase = Phase::Running;
                 self.push_event(super::SessionEvent::Checked(key));
+                // The check may have found pieces the resume data did not claim.
+                self.resume_dirty(key, now);
                 self.after(rx, key);
             }
             Err(e) => {
                 let why = format!("cannot check existing data: {e}");
-                warn!("{}: {why}", entry.name);
+                log::debug!("{}: {why}", entry.name);
                 self.push_event(super::SessionEvent::Failed(key, why));
             }
         }
