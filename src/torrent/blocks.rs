@@ -115,13 +115,10 @@ impl Torrent {
         }
         trace!("piece {piece} verified");
         self.events.push_back(TorrentEvent::Verified(piece));
-        // Tell peers that lack it; peers that have it have one piece less for us.
+        // Peers that have it have one piece less for us; those that lack it hear
+        // of it (in batches: `haves.rs`).
         for key in self.pool.keys() {
-            let Some(peer) = self.pool.get_mut(key) else {
-                continue;
-            };
-            let conn = peer.conn;
-            let Some(session) = peer.session_mut() else {
+            let Some(session) = self.pool.session_mut(key) else {
                 continue;
             };
             if session.has.get(piece) {
@@ -129,10 +126,9 @@ impl Torrent {
                 if session.wanted == 0 {
                     self.update_interest(now, key, out);
                 }
-            } else {
-                out.message(key, conn, &Message::Have(piece));
             }
         }
+        self.announce_piece(now, piece, out);
         if self.is_complete() {
             let stats = self.stats;
             info!(

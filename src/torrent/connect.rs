@@ -280,7 +280,10 @@ impl Torrent {
         );
         self.pool
             .set_state(key, now, PeerState::Active(Box::new(session)));
-        let peer = self.pool.get(key).expect("just activated");
+        let pending_haves = self.haves.pending() as u32;
+        let peer = self.pool.get_mut(key).expect("just activated");
+        // Our bitfield below includes the pieces waiting to be announced.
+        peer.skip_haves = pending_haves;
         let (conn, addr) = (peer.conn, peer.addr);
         self.pool.retry_succeeded(&addr);
         self.choker.peer_connected(now, key);

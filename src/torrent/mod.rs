@@ -21,6 +21,7 @@ pub mod bans;
 mod blocks;
 mod connect;
 pub mod deadlines;
+pub mod haves;
 mod messages;
 pub mod output;
 pub mod pool;
@@ -178,6 +179,8 @@ pub struct Torrent {
     requestable: BTreeSet<PeerKey>,
     /// Active peers with requests of theirs to serve, in turn order.
     uploading: VecDeque<PeerKey>,
+    /// Verified pieces waiting to be announced.
+    haves: haves::Haves,
     /// Scratch lists reused by every call (nothing allocates per message).
     picks: Vec<BlockRef>,
     blocks: Vec<BlockRef>,
@@ -210,6 +213,7 @@ impl Torrent {
             stopping: false,
             requestable: BTreeSet::new(),
             uploading: VecDeque::new(),
+            haves: haves::Haves::default(),
             picks: Vec::new(),
             blocks: Vec::new(),
             config,
@@ -403,6 +407,7 @@ impl Torrent {
         );
         self.pool.clear_addresses();
         self.deadlines.clear();
+        self.haves.clear();
         if let Some(meta) = &mut self.meta {
             meta.contributors.clear();
             // Pieces in progress start over next time: their hashes go now.

@@ -57,6 +57,9 @@ pub struct Peer {
     pub serial: u64,
     /// The peer's entry in the deadline heap.
     pub next_deadline: Option<Instant>,
+    /// Pending announcements it knows from its bitfield (`haves.rs`): the first
+    /// this many of the next batch are not sent to it.
+    pub skip_haves: u32,
 }
 
 impl Peer {
@@ -189,6 +192,10 @@ impl PeerPool {
         self.peers.iter().map(|(k, p)| (k as PeerKey, p))
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (PeerKey, &mut Peer)> {
+        self.peers.iter_mut().map(|(k, p)| (k as PeerKey, p))
+    }
+
     pub fn keys(&self) -> Vec<PeerKey> {
         self.peers.iter().map(|(k, _)| k as PeerKey).collect()
     }
@@ -235,6 +242,7 @@ impl PeerPool {
             since: now,
             serial: self.serial,
             next_deadline: None,
+            skip_haves: 0,
         }) as PeerKey;
         self.by_addr.insert(addr, key);
         key

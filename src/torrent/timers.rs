@@ -29,6 +29,8 @@ impl Torrent {
             consider(self.pool.next_retry());
         }
         consider(self.choker.poll_timeout());
+        // Verified pieces wait for their batch (`haves.rs`).
+        consider(self.haves.due());
         // A slot is free and a peer wants it: the next turn handles it.
         consider(self.rechoke_soon);
         earliest
@@ -51,6 +53,9 @@ impl Torrent {
             self.check_peer(now, slot.key, out);
         }
         self.compact_deadlines();
+        if self.haves.due().is_some_and(|at| at <= now) {
+            self.flush_haves(now, out);
+        }
         if self.rechoke_soon.is_some() || self.choker.poll_timeout().is_some_and(|at| at <= now) {
             self.rechoke(now, out);
         }

@@ -110,7 +110,8 @@ fn an_address_that_timed_out_gets_twice_as_long_next_time() {
     // Its retry comes after the 5 s backoff, with twice the timeout.
     let retry_at = FLOOR + Duration::from_secs(5);
     fx.run_until(retry_at);
-    assert_eq!(fx.torrent.poll_connect(fx.now), Some(target));
+    let due: Vec<_> = std::iter::from_fn(|| fx.torrent.poll_connect(fx.now)).collect();
+    assert!(due.contains(&target), "{due:?}");
     assert_eq!(fx.torrent.connect_timeout(&target), 2 * FLOOR);
     let second = fx.dial(target);
     fx.run_until(retry_at + 2 * FLOOR - ms(10));

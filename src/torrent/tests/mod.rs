@@ -12,6 +12,7 @@
 mod choking;
 mod connecting;
 mod download;
+mod haves;
 mod hostile;
 mod integrity;
 mod lifecycle;
