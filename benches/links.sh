@@ -20,8 +20,9 @@
 #   benches/links.sh [ROUNDS] [PART...]      defaults: 5 rounds, every part
 #
 # Environment: LINKS_MIB (64), LINKS_SWARM_MIB (256), LINKS_DELAYS ("0 25 100"),
-# LINKS_IDLE ("1 100 1000"). The open-file limit is raised to 4096 (the 1,000 idle
-# peers need it); bitloop gets --max-peers and --max-connections to hold them.
+# LINKS_IDLE ("1 100 1000"), LINKS_IDLE_SECONDS (10: how long idle CPU is measured).
+# The open-file limit is raised to 4096 (the 1,000 idle peers need it); bitloop gets
+# --max-peers and --max-connections to hold them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -32,6 +33,7 @@ mib=${LINKS_MIB:-64}
 swarm_mib=${LINKS_SWARM_MIB:-256}
 delays=(${LINKS_DELAYS:-0 25 100})
 idle_counts=(${LINKS_IDLE:-1 100 1000})
+idle_seconds=${LINKS_IDLE_SECONDS:-10}
 tool=tests/interop/libtorrent_tool.py
 py=/usr/bin/python3
 $py -c "import libtorrent" 2>/dev/null ||
@@ -153,7 +155,7 @@ run_latency() {
   local target=127.0.0.1:$seeder_port results=$work/latency.results
   : > "$results"
   for delay in "${delays[@]}"; do
-    "$proxy" --target "$target" --delay-ms "$delay" > "$work/proxy$delay.out" &
+    "$proxy" --target "$target" --delay-ms "$delay" > "$work/proxy$delay.out" 2> "$work/proxy$delay.err" &
     local proxy_pid=$! via
     wait_until 30 grep -q listening "$work/proxy$delay.out" || { echo "the delay proxy did not start" >&2; exit 1; }
     via=$(awk '/listening/ { print $3 }' "$work/proxy$delay.out")
@@ -241,7 +243,7 @@ run_idle() {
   hz=$(getconf CLK_TCK)
   echo
   echo "idle: N idle peers connected to a bitloop download with no seeder"
-  printf '%-7s %11s %11s %16s\n' peers VmRSS_KiB VmHWM_KiB "cpu_idle_10s_%"
+  printf '%-7s %11s %11s %16s\n' peers VmRSS_KiB VmHWM_KiB "cpu_idle_${idle_seconds}s_%"
   for n in "${idle_counts[@]}"; do
     start_idle_bitloop lat $((n + 10))
     connect_idle "idle$n" lat "$n"
@@ -250,9 +252,10 @@ run_idle() {
     rss=$(rss_of "$bitloop_pid")
     hwm=$(hwm_of "$bitloop_pid")
     t0=$(ticks_of "$bitloop_pid")
-    sleep 10
+    sleep "$idle_seconds"
     t1=$(ticks_of "$bitloop_pid")
-    printf '%-7s %11s %11s %16s\n' "$n" "$rss" "$hwm" "$(awk -v d=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.2f", 100 * d / hz / 10 }')"
+    printf '%-7s %11s %11s %16s\n' "$n" "$rss" "$hwm" \
+      "$(awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$idle_seconds" 'BEGIN { printf "%.2f", 100 * d / hz / s }')"
     release "idle$n"
     kill "$bitloop_pid"
     wait "$watch_pid" || true
@@ -284,8 +287,9 @@ run_swarm() {
         connect_idle "crowd$round" swarm "$n_idle"
         local t0
         t0=$(ticks_of "$bitloop_pid")
-        sleep 5
-        echo "idle_cpu $(awk -v d=$(($(ticks_of "$bitloop_pid") - t0)) -v hz="$hz" 'BEGIN { printf "%.2f", 100 * d / hz / 5 }')" >> "$results"
+        sleep "$idle_seconds"
+        echo "idle_cpu $(awk -v d=$(($(ticks_of "$bitloop_pid") - t0)) -v hz="$hz" -v s="$idle_seconds" \
+          'BEGIN { printf "%.2f", 100 * d / hz / s }')" >> "$results"
       fi
       for i in 1 2; do
         local var="hold_cseed$i"
