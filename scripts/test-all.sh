@@ -18,7 +18,7 @@ want() { # package check...
   "$@" >/dev/null 2>&1 || need+=("$package")
 }
 want valgrind test -x /usr/bin/valgrind                        # examples, leak-check.sh
-want python3-libtorrent /usr/bin/python3 -c 'import libtorrent' # interop tests, seeders, swarm.sh
+want python3-libtorrent /usr/bin/python3 -c 'import libtorrent' # interop tests, seeders, swarm.sh, links.sh
 want opentracker test -x /usr/bin/opentracker                  # tracker interop tests
 want iproute2 command -v ss                                    # leak-check.sh waits for the connection
 want procps test -x /usr/bin/kill                              # shutdown tests send SIGINT with kill
@@ -63,6 +63,9 @@ benches/swarm.sh 1 16
 
 echo "== storage benchmark smoke run (1 round, 16 MiB downloads, a 64 MiB check)"
 benches/storage_e2e.sh 1 16 64
+
+echo "== links benchmark smoke run (1 round, small: delays, idle and dead peers)"
+LINKS_MIB=8 LINKS_SWARM_MIB=16 LINKS_DELAYS="0 25" LINKS_IDLE="1 100" LINKS_IDLE_SECONDS=1 benches/links.sh 1
 
 # Opt-in: FUZZ_SECONDS=30 scripts/test-all.sh also runs every fuzz target that long.
 if [ -n "${FUZZ_SECONDS:-}" ]; then

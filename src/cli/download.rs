@@ -35,6 +35,10 @@ pub struct PeerArgs {
     /// Most peer connections at once, per torrent.
     #[arg(long, default_value_t = 50)]
     max_peers: usize,
+    /// Most peer connections at once across all torrents, incoming ones waiting for
+    /// their handshake included (default: what the open-file limit affords, at most 500).
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Upload limit across all torrents, bytes per second (K, M: ×1024, ×1024²).
     #[arg(long, value_parser = rate)]
     max_upload_rate: Option<u64>,
@@ -96,6 +100,7 @@ fn options(output: PathBuf, peer: &PeerArgs) -> Result<DownloadOptions, String> 
     options.listen = Some(SocketAddr::from(([0, 0, 0, 0], peer.port)));
     options.progress = !peer.quiet;
     options.torrent.max_peers = peer.max_peers.max(1);
+    options.max_connections = peer.max_connections.map(|n| n.max(1));
     options.upload_rate = peer.max_upload_rate;
     options.download_rate = peer.max_download_rate;
     for text in &peer.peers {

@@ -232,9 +232,7 @@ impl Download {
                     return Err(e);
                 }
             };
-            for &peer in &download.options.peers {
-                download.session.add_peer(rx, key, peer);
-            }
+            download.session.add_peers(rx, key, &download.options.peers);
             download.items.push(Item {
                 key,
                 name: metainfo.info.name.clone(),

@@ -21,6 +21,8 @@ pub struct Candidates {
     limit: usize,
     own: Vec<SocketAddr>,
     rng: Xorshift,
+    /// Cleared for good (the torrent stopped): late tracker answers add nothing.
+    closed: bool,
 }
 
 impl Candidates {
@@ -38,6 +40,7 @@ impl Candidates {
             limit,
             own: Vec::new(),
             rng: Xorshift::new(seed),
+            closed: false,
         }
     }
 
@@ -55,7 +58,7 @@ impl Candidates {
 
     /// Offers an address; returns whether it was new and taken.
     pub fn offer(&mut self, peer: SocketAddr) -> bool {
-        if peer.port() == 0 || self.own.contains(&peer) || self.known.len() >= self.limit {
+        if self.closed || peer.port() == 0 || self.own.contains(&peer) || self.known.len() >= self.limit {
             return false;
         }
         if self.known.contains_key(&peer) {
@@ -93,11 +96,13 @@ impl Candidates {
         }
     }
 
-    /// Forgets everything (shutdown).
+    /// Forgets everything and takes nothing more (shutdown: the answer to a
+    /// `stopped` announce still lists peers, and must not refill the set).
     pub fn clear(&mut self) {
         self.queue.clear();
         self.known.clear();
         self.queued = 0;
+        self.closed = true;
     }
 
     /// Whether the address is queued or handed out and not forgotten.
@@ -156,6 +161,15 @@ mod tests {
         assert_eq!(popped.len(), 99);
         assert!(!popped.contains(&addrs[0]));
         assert_ne!(popped, addrs[1..].to_vec(), "not the order given");
+    }
+
+    #[test]
+    fn nothing_is_taken_after_the_clear_at_shutdown() {
+        let mut c = Candidates::with_seed(10, 1);
+        assert!(c.offer("127.0.0.1:1".parse().unwrap()));
+        c.clear();
+        assert!(!c.offer("127.0.0.1:2".parse().unwrap()), "a late tracker answer");
+        assert_eq!((c.known(), c.queued(), c.queue_len()), (0, 0, 0));
     }
 
     #[test]

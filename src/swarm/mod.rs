@@ -4,6 +4,7 @@
 pub mod bitfield;
 pub mod candidates;
 pub mod choker;
+pub mod connect_timeout;
 pub mod has;
 pub mod order;
 pub mod picker;
@@ -12,6 +13,7 @@ pub mod rate_limit;
 pub use bitfield::Bitfield;
 pub use candidates::Candidates;
 pub use choker::{ChokeInput, Choker, ChokerConfig, Decision, SeedOrder};
+pub use connect_timeout::ConnectTimeout;
 pub use has::PeerHas;
 pub use order::PieceOrder;
 pub use picker::{PeerKey, Picker, Received};

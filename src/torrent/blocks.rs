@@ -115,24 +115,24 @@ impl Torrent {
         }
         trace!("piece {piece} verified");
         self.events.push_back(TorrentEvent::Verified(piece));
-        // Tell peers that lack it; peers that have it have one piece less for us.
-        for key in self.pool.keys() {
-            let Some(peer) = self.pool.get_mut(key) else {
-                continue;
-            };
-            let conn = peer.conn;
-            let Some(session) = peer.session_mut() else {
-                continue;
-            };
-            if session.has.get(piece) {
-                session.wanted = session.wanted.saturating_sub(1);
-                if session.wanted == 0 {
-                    self.update_interest(now, key, out);
+        // Peers that have it have one piece less for us; those that lack it hear
+        // of it (in batches: `haves.rs`). One pass, allocating only for peers that
+        // have nothing more for us.
+        let mut done_with = Vec::new();
+        for (key, peer) in self.pool.iter_mut() {
+            if let Some(session) = peer.session_mut() {
+                if session.has.get(piece) {
+                    session.wanted = session.wanted.saturating_sub(1);
+                    if session.wanted == 0 {
+                        done_with.push(key);
+                    }
                 }
-            } else {
-                out.message(key, conn, &Message::Have(piece));
             }
         }
+        for key in done_with {
+            self.update_interest(now, key, out);
+        }
+        self.announce_piece(now, piece, out);
         if self.is_complete() {
             let stats = self.stats;
             info!(

@@ -1,10 +1,19 @@
 //! A connection's way in and out: outgoing connects, incoming peers handed over by
 //! the session, handshakes, the first messages, and [`Torrent::remove_peer`], the
 //! one function that takes a peer away and undoes everything it held.
+//!
+//! Connects in progress do not count against `max_peers`: a silent address (its
+//! SYN never answered) would otherwise hold a peer slot for the whole connect
+//! timeout, and a tracker's list of mostly dead peers would stall the torrent.
+//! Up to twice the free slots may be connecting at once (the session's half-open
+//! budget bounds them further); one that completes when the slots are full is
+//! closed, and its address is kept for later. The connect timeout follows the
+//! swarm's answers (`swarm::connect_timeout`), and is enforced here, so pending
+//! connects are cut short as soon as the first answer shows how fast peers are.
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
@@ -31,12 +40,29 @@ pub enum Refusal {
 }
 
 impl Torrent {
-    /// Whether we would start an outgoing connection now (room and a candidate).
+    /// Whether we would start an outgoing connection now: a free peer slot, room
+    /// for one more connect in progress (at most twice the free slots), and a
+    /// candidate.
     pub fn wants_connections(&self) -> bool {
+        let counts = self.pool.counts();
+        let free = self.config.max_peers.saturating_sub(counts.established());
         !self.stopping
-            && self.pool.len() < self.config.max_peers
+            && free > 0
+            && counts.connecting < 2 * free
             && self.pool.candidates.queued() > 0
             && (!self.is_complete() || self.config.seed)
+    }
+
+    /// Whether a peer slot is free (connects in progress take none).
+    pub(super) fn has_room(&self) -> bool {
+        self.pool.counts().established() < self.config.max_peers
+    }
+
+    /// How long a connect to `addr` may take before it is given up: what the
+    /// swarm's answers show, at most the configured `connect_timeout`. The driver
+    /// may pass it to the transport; the torrent enforces it either way.
+    pub fn connect_timeout(&self, addr: &SocketAddr) -> Duration {
+        self.pool.connect_limit(addr, self.config.connect_timeout)
     }
 
     /// The next address to connect to, if there is room; the driver opens the
@@ -72,10 +98,7 @@ impl Torrent {
     ) -> PeerKey {
         let key = self.pool.insert(now, conn, addr, false, PeerState::Connecting);
         self.send_handshake(key, conn, out);
-        self.schedule_deadline(
-            key,
-            now + self.config.connect_timeout + self.config.handshake_timeout,
-        );
+        self.schedule_deadline(key, now + self.connect_timeout(&addr));
         key
     }
 
@@ -86,13 +109,64 @@ impl Torrent {
         self.pool.forget(addr);
     }
 
-    /// The outgoing connection of `key` is up.
-    pub fn handle_connected(&mut self, now: Instant, key: PeerKey, conn: HandleId) {
+    /// The outgoing connection of `key` is up. Past `max_peers` (more connects
+    /// completed than slots were free) it is closed and its address kept.
+    pub fn handle_connected(&mut self, now: Instant, key: PeerKey, conn: HandleId, out: &mut Output) {
         if !self.pool.is_current(key, conn) {
+            return;
+        }
+        let peer = self.pool.get(key).expect("current");
+        let (addr, took) = (peer.addr, now.saturating_duration_since(peer.since));
+        self.connect_answered(now, took);
+        if !self.has_room() {
+            debug!("{addr} connected, but every peer slot is taken: keeping it for later");
+            self.remove_peer(now, key, false, out);
+            self.pool.candidates.offer(addr);
             return;
         }
         self.pool.set_state(key, now, PeerState::Handshaking);
         self.schedule_deadline(key, now + self.config.handshake_timeout);
+    }
+
+    /// The outgoing connect of `key` failed (refused, unreachable, timed out in
+    /// the transport). A refusal is an answer from the host and teaches the
+    /// connect timeout; the address may be tried again later either way.
+    pub fn handle_connect_failed(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        conn: HandleId,
+        error: &io::Error,
+        out: &mut Output,
+    ) {
+        if !self.pool.is_current(key, conn) {
+            return;
+        }
+        let peer = self.pool.get(key).expect("current");
+        let (addr, took) = (peer.addr, now.saturating_duration_since(peer.since));
+        if error.kind() == io::ErrorKind::ConnectionRefused && matches!(peer.state, PeerState::Connecting) {
+            self.connect_answered(now, took);
+        }
+        debug!("peer {addr}: connect failed: {error}");
+        self.remove_peer(now, key, true, out);
+    }
+
+    /// A connect was answered after `took`. The first answer re-arms every
+    /// pending connect for the timeout it gives (they were started under the
+    /// ceiling); a one-time pass over the pool.
+    fn connect_answered(&mut self, now: Instant, took: Duration) {
+        if !self.pool.connect_answered(took) {
+            return;
+        }
+        let pending: Vec<(PeerKey, Instant)> = self
+            .pool
+            .iter()
+            .filter(|(_, p)| matches!(p.state, PeerState::Connecting))
+            .map(|(key, p)| (key, p.since + self.connect_timeout(&p.addr)))
+            .collect();
+        for (key, at) in pending {
+            self.schedule_deadline(key, at.max(now));
+        }
     }
 
     /// An incoming peer whose handshake named this torrent, handed over by the
@@ -112,7 +186,7 @@ impl Torrent {
         if self.bans.is_banned(addr, now) {
             return Err(Refusal::Banned);
         }
-        if self.pool.len() >= self.config.max_peers {
+        if !self.has_room() {
             return Err(Refusal::Full);
         }
         if handshake.peer_id == self.peer_id {
@@ -206,7 +280,10 @@ impl Torrent {
         );
         self.pool
             .set_state(key, now, PeerState::Active(Box::new(session)));
-        let peer = self.pool.get(key).expect("just activated");
+        let pending_haves = self.haves.pending() as u32;
+        let peer = self.pool.get_mut(key).expect("just activated");
+        // Our bitfield below includes the pieces waiting to be announced.
+        peer.skip_haves = pending_haves;
         let (conn, addr) = (peer.conn, peer.addr);
         self.pool.retry_succeeded(&addr);
         self.choker.peer_connected(now, key);

@@ -21,6 +21,7 @@ pub mod bans;
 mod blocks;
 mod connect;
 pub mod deadlines;
+pub mod haves;
 mod messages;
 pub mod output;
 pub mod pool;
@@ -179,6 +180,8 @@ pub struct Torrent {
     requestable: BTreeSet<PeerKey>,
     /// Active peers with requests of theirs to serve, in turn order.
     uploading: VecDeque<PeerKey>,
+    /// Verified pieces waiting to be announced.
+    haves: haves::Haves,
     /// Scratch lists reused by every call (nothing allocates per message).
     picks: Vec<BlockRef>,
     blocks: Vec<BlockRef>,
@@ -211,6 +214,7 @@ impl Torrent {
             stopping: false,
             requestable: BTreeSet::new(),
             uploading: VecDeque::new(),
+            haves: haves::Haves::default(),
             picks: Vec::new(),
             blocks: Vec::new(),
             config,
@@ -404,6 +408,7 @@ impl Torrent {
         );
         self.pool.clear_addresses();
         self.deadlines.clear();
+        self.haves.clear();
         if let Some(meta) = &mut self.meta {
             meta.contributors.clear();
             // Pieces in progress start over next time: their hashes go now.

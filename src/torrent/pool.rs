@@ -1,5 +1,5 @@
 //! The peer pool of one torrent: every connection by state, the candidate
-//! addresses, and reconnection backoff.
+//! addresses, reconnection backoff, and how long connects may take.
 //!
 //! Every peer, connecting, handshaking or active, is one entry of one slab with a
 //! state enum, so it is always in exactly one table (the seed's bugs #3, #7 and #9
@@ -19,7 +19,7 @@ use slab::Slab;
 use super::deadlines::Slot;
 use crate::peer::PeerSession;
 use crate::reactor::HandleId;
-use crate::swarm::{Candidates, PeerKey};
+use crate::swarm::{Candidates, ConnectTimeout, PeerKey};
 use crate::tracker::PeerId;
 
 /// Where a connection is in its life.
@@ -57,6 +57,9 @@ pub struct Peer {
     pub serial: u64,
     /// The peer's entry in the deadline heap.
     pub next_deadline: Option<Instant>,
+    /// Pending announcements it knows from its bitfield (`haves.rs`): the first
+    /// this many of the next batch are not sent to it.
+    pub skip_haves: u32,
 }
 
 impl Peer {
@@ -95,6 +98,11 @@ impl PeerCounts {
         self.connecting + self.handshaking + self.active
     }
 
+    /// Connections that are up (handshaking or active): what `max_peers` limits.
+    pub fn established(&self) -> usize {
+        self.handshaking + self.active
+    }
+
     fn add(&mut self, state: &PeerState, delta: isize) {
         let counter = match state {
             PeerState::Connecting => &mut self.connecting,
@@ -126,6 +134,8 @@ pub struct PeerPool {
     /// Addresses waiting for their backoff, by due time.
     due: BTreeMap<(Instant, u64), SocketAddr>,
     retry_limit: usize,
+    /// Recent connect answer times, which set the connect timeout.
+    connect_times: ConnectTimeout,
 }
 
 impl PeerPool {
@@ -140,6 +150,7 @@ impl PeerPool {
             retries: HashMap::new(),
             due: BTreeMap::new(),
             retry_limit: candidate_limit,
+            connect_times: ConnectTimeout::default(),
         }
     }
 
@@ -179,6 +190,10 @@ impl PeerPool {
 
     pub fn iter(&self) -> impl Iterator<Item = (PeerKey, &Peer)> {
         self.peers.iter().map(|(k, p)| (k as PeerKey, p))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (PeerKey, &mut Peer)> {
+        self.peers.iter_mut().map(|(k, p)| (k as PeerKey, p))
     }
 
     pub fn keys(&self) -> Vec<PeerKey> {
@@ -227,6 +242,7 @@ impl PeerPool {
             since: now,
             serial: self.serial,
             next_deadline: None,
+            skip_haves: 0,
         }) as PeerKey;
         self.by_addr.insert(addr, key);
         key
@@ -301,6 +317,11 @@ impl PeerPool {
         true
     }
 
+    /// Failed connections to `addr` since it last handshook.
+    pub fn failures(&self, addr: &SocketAddr) -> u32 {
+        self.retries.get(addr).map_or(0, |r| r.failures)
+    }
+
     /// The address connected and handshook: its backoff is over.
     pub fn retry_succeeded(&mut self, addr: &SocketAddr) {
         if let Some(retry) = self.retries.remove(addr) {
@@ -329,6 +350,24 @@ impl PeerPool {
     /// When the next backoff ends.
     pub fn next_retry(&self) -> Option<Instant> {
         self.due.first_key_value().map(|(at, _)| at.0)
+    }
+
+    // ------------------------------------------------------------ connect timeout
+
+    /// A connect was answered after `took` (connected, or refused). Returns
+    /// whether it is the first answer seen, which may shorten every pending
+    /// connect's timeout from the ceiling to what this swarm shows.
+    pub fn connect_answered(&mut self, took: Duration) -> bool {
+        let first = self.connect_times.samples() == 0;
+        self.connect_times.answered(took);
+        first
+    }
+
+    /// How long a connect to `addr` may take: learned from the swarm's answers
+    /// (`swarm::connect_timeout`), longer for addresses that failed before, never
+    /// more than `ceiling`.
+    pub fn connect_limit(&self, addr: &SocketAddr, ceiling: Duration) -> Duration {
+        self.connect_times.for_attempt(self.failures(addr), ceiling)
     }
 
     /// An address will never be tried again (banned, unreachable): forget it everywhere.

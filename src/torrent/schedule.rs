@@ -70,7 +70,7 @@ impl Torrent {
         let config = &self.config;
         let Some(peer) = self.pool.get(key) else { return };
         let at = match &peer.state {
-            PeerState::Connecting => peer.since + config.connect_timeout + config.handshake_timeout,
+            PeerState::Connecting => peer.since + self.connect_timeout(&peer.addr),
             PeerState::Handshaking => peer.since + config.handshake_timeout,
             PeerState::Active(s) => {
                 let mut at =

@@ -25,10 +25,12 @@ impl Torrent {
         };
         // A backoff that ends while the pool is full changes nothing: the pool
         // tries again when a slot frees, and until then the loop sleeps.
-        if self.pool.len() < self.config.max_peers {
+        if self.has_room() {
             consider(self.pool.next_retry());
         }
         consider(self.choker.poll_timeout());
+        // Verified pieces wait for their batch (`haves.rs`).
+        consider(self.haves.due());
         // A slot is free and a peer wants it: the next turn handles it.
         consider(self.rechoke_soon);
         earliest
@@ -51,6 +53,9 @@ impl Torrent {
             self.check_peer(now, slot.key, out);
         }
         self.compact_deadlines();
+        if self.haves.due().is_some_and(|at| at <= now) {
+            self.flush_haves(now, out);
+        }
         if self.rechoke_soon.is_some() || self.choker.poll_timeout().is_some_and(|at| at <= now) {
             self.rechoke(now, out);
         }
@@ -70,14 +75,18 @@ impl Torrent {
     /// One peer's deadline came: drop it, expire requests, or keep it alive.
     fn check_peer(&mut self, now: Instant, key: PeerKey, out: &mut Output) {
         let config = self.config.clone();
+        let Some(addr) = self.pool.get(key).map(|p| p.addr) else {
+            return;
+        };
+        let connect_timeout = self.connect_timeout(&addr);
         let Some(peer) = self.pool.get_mut(key) else {
             return;
         };
-        let (conn, addr) = (peer.conn, peer.addr);
+        let conn = peer.conn;
         match &mut peer.state {
             PeerState::Connecting | PeerState::Handshaking => {
                 let limit = if matches!(peer.state, PeerState::Connecting) {
-                    config.connect_timeout + config.handshake_timeout
+                    connect_timeout
                 } else {
                     config.handshake_timeout
                 };

@@ -63,6 +63,17 @@ impl MiniTracker {
         format!("http://[::1]:{}/announce", self.port)
     }
 
+    /// Adds members to a swarm as if they had announced (dead peers, for tests
+    /// of what a client does with them); later announcers are listed after them.
+    pub fn add_peers(&self, info_hash: [u8; 20], peers: &[SocketAddr]) {
+        self.swarms
+            .lock()
+            .unwrap()
+            .entry(info_hash)
+            .or_default()
+            .extend_from_slice(peers);
+    }
+
     /// The members of a swarm.
     pub fn peers(&self, info_hash: [u8; 20]) -> Vec<SocketAddr> {
         self.swarms

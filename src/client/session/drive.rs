@@ -192,13 +192,11 @@ impl Session {
             return; // the tag's slot holds another peer now, or none
         }
         match event {
-            Event::Connected => torrent.handle_connected(now, peer, id),
+            Event::Connected => torrent.handle_connected(now, peer, id, &mut self.out),
             Event::Readable => self.read_peer(rx, key, peer, id),
             Event::Drained => torrent.handle_drained(peer, id),
             Event::Eof => torrent.handle_disconnected(now, peer, id, "closed the connection", &mut self.out),
-            Event::ConnectFailed(e) => {
-                torrent.handle_disconnected(now, peer, id, &format!("unreachable: {e}"), &mut self.out)
-            }
+            Event::ConnectFailed(e) => torrent.handle_connect_failed(now, peer, id, &e, &mut self.out),
             Event::Error(e) => {
                 torrent.handle_disconnected(now, peer, id, &format!("failed: {e}"), &mut self.out)
             }

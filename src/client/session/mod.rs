@@ -357,9 +357,18 @@ impl Session {
 
     /// Adds a peer address to a torrent by hand (`--peer`, a magnet's `x.pe`).
     pub fn add_peer(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey, addr: SocketAddr) {
+        self.add_peers(rx, key, &[addr]);
+    }
+
+    /// Adds several addresses at once, so that they are tried in random order
+    /// like a tracker's list (one by one, each would be connected to at once, in
+    /// the order given).
+    pub fn add_peers(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey, addrs: &[SocketAddr]) {
         let now = rx.now();
         if let Some(entry) = self.torrents.get_mut(key as usize) {
-            entry.torrent.add_candidate(now, addr);
+            for &addr in addrs {
+                entry.torrent.add_candidate(now, addr);
+            }
             self.after(rx, key);
         }
     }

@@ -10,7 +10,9 @@
 //! closed, or a second close of one connection.
 
 mod choking;
+mod connecting;
 mod download;
+mod haves;
 mod hostile;
 mod integrity;
 mod lifecycle;
@@ -424,7 +426,16 @@ impl Fixture {
 
     /// The TCP connect of `peer` completed.
     pub fn connected(&mut self, peer: &Peer) {
-        self.torrent.handle_connected(self.now, peer.key, peer.conn);
+        self.torrent
+            .handle_connected(self.now, peer.key, peer.conn, &mut self.out);
+        self.route();
+    }
+
+    /// The TCP connect of `peer` failed with `kind` (refused, timed out, …).
+    pub fn connect_failed(&mut self, peer: &Peer, kind: std::io::ErrorKind) {
+        let error = std::io::Error::from(kind);
+        self.torrent
+            .handle_connect_failed(self.now, peer.key, peer.conn, &error, &mut self.out);
         self.route();
     }
 
