@@ -26,8 +26,6 @@ use crate::wire::{BlockRef, Message, BLOCK};
 
 /// Bytes a peer's connection may hold unsent before we stop serving it.
 pub const MAX_UNSENT: usize = 4 * (BLOCK as usize + 13);
-/// Bytes of one `reject` on the wire (length, id, index, begin, length).
-const REJECT_BYTES: usize = 17;
 /// Requests dropped (no Fast extension) before a flooding peer is closed.
 const MAX_DROPPED: u32 = 2 * OUR_REQQ as u32;
 
@@ -91,11 +89,12 @@ impl Torrent {
         let conn = peer.conn;
         let session = peer.session_mut().expect("active");
         // A reject is owed with Fast, but not to a connection that is not reading
-        // what we send: past MAX_UNSENT the refusals are counted like a plain
-        // peer's, and a flood closes it, so its queue stays bounded.
+        // what we send: once its connection holds MAX_UNSENT unsent (as the driver
+        // reported after the last batch; one batch of rejects is no bigger than
+        // the requests that caused it), refusals are counted like a plain peer's
+        // and a flood closes it, so its queue stays bounded.
         if session.fast && session.unsent < MAX_UNSENT {
             out.message(key, conn, &Message::Reject(block));
-            session.unsent += REJECT_BYTES;
             return Ok(());
         }
         session.dropped_requests += 1;
