@@ -126,15 +126,15 @@ def seed(args):
 def leech(args):
     """Downloads TORRENT into SAVE_PATH from the given peers; exits when complete.
     Over TCP only (uTP off both ways), so that it compares with bitloop like with like."""
-    ses = session(0, extra={"enable_outgoing_utp": False, "enable_incoming_utp": False})
+    ses = session(0, args.interface, {"enable_outgoing_utp": False, "enable_incoming_utp": False})
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
     params.trackers = []
     handle = ses.add_torrent(params)
     for peer in args.peer:
-        host, port = peer.rsplit(":", 1)
-        handle.connect_peer((host, int(port)))
+        host, port = peer.rsplit(":", 1)  # IP:PORT or [IPv6]:PORT
+        handle.connect_peer((host.strip("[]"), int(port)))
     deadline = time.time() + args.timeout
     while not handle.status().is_seeding:
         if time.time() > deadline:
@@ -166,7 +166,7 @@ def main():
     p.add_argument("torrent")
     p.add_argument("save_path")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--interface", default="127.0.0.1")
+    p.add_argument("--interface", default="127.0.0.1", help="listen address, [::1] for IPv6")
     p.add_argument("--seed-mode", action="store_true")
     p.add_argument("--never-unchoke", action="store_true")
     p.add_argument("--allowed-fast", type=int, default=5)
@@ -176,6 +176,7 @@ def main():
     p.add_argument("torrent")
     p.add_argument("save_path")
     p.add_argument("--peer", action="append", default=[])
+    p.add_argument("--interface", default="127.0.0.1", help="listen address, [::1] for IPv6")
     p.add_argument("--timeout", type=float, default=120)
     p.set_defaults(run=leech)
     args = parser.parse_args()
