@@ -125,19 +125,21 @@ pub fn run_until<H: Handler<Tag>>(
     mut done: impl FnMut(&H, &mut Reactor<Tag>) -> bool,
 ) {
     let deadline = Instant::now() + limit;
+    // One guard timer, restarted each iteration, bounds each blocking poll (one
+    // closed per iteration would leave closing work that keeps the next poll from
+    // waiting at all: a busy loop).
+    let guard = reactor.timer(u32::MAX).expect("guard timer");
     while !done(handler, reactor) {
         assert!(
             Instant::now() < deadline,
             "condition not reached within {limit:?}"
         );
-        // A short-lived keep-alive timer bounds each blocking poll.
-        let guard = reactor.timer(u32::MAX).expect("guard timer");
         reactor
             .timer_start(guard, Duration::from_millis(20), None)
             .expect("start guard");
         reactor.run(handler, RunMode::Once).expect("run");
-        reactor.close(guard);
     }
+    reactor.close(guard);
 }
 
 /// Closes everything, drains, and asserts the loop is provably empty.

@@ -199,15 +199,19 @@ pub fn setup(
 }
 
 /// Runs single iterations until `done` holds; panics after `limit` iterations.
+/// Each iteration waits at most 5 ms for something to happen (one guard timer,
+/// restarted each time: a guard closed per iteration would leave closing work for
+/// the next one, so no iteration would wait, and `limit` iterations would pass in
+/// a few milliseconds of a fast build, before backoffs and timeouts could end).
 pub fn run_until(s: &mut Setup, limit: usize, mut done: impl FnMut(&World) -> bool) {
+    let guard = s.rx.timer(Owner::App(1)).unwrap();
     for _ in 0..limit {
         if done(&s.world) {
+            s.rx.close(guard);
             return;
         }
-        let guard = s.rx.timer(Owner::App(1)).unwrap();
         s.rx.timer_start(guard, Duration::from_millis(5), None).unwrap();
         s.rx.run(&mut s.world, RunMode::Once).unwrap();
-        s.rx.close(guard);
     }
     panic!("condition not reached: {:?}", s.world.torrent().peer_counts());
 }
