@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bounded::{accept_within, join_within, try_accept_within, try_join_within, Lines, NoLine};
+use bounded::{
+    accept_within, join_within, output_within, try_accept_within, try_join_within, wait_within, Lines, NoLine,
+};
 
 /// Long enough to be sure a wait really waited; short enough for the suite.
 const SHORT: Duration = Duration::from_millis(200);
@@ -113,4 +115,49 @@ fn line_within_names_the_silent_process() {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+#[test]
+fn output_within_returns_what_a_quick_child_printed() {
+    let started = Instant::now();
+    let out = output_within(
+        Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+        GENEROUS,
+        "sh",
+    );
+    assert!(started.elapsed() < GENEROUS);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+}
+
+#[test]
+#[should_panic(expected = "sleepy child did not exit within")]
+fn output_within_kills_a_child_that_runs_too_long() {
+    output_within(
+        Command::new("sh").args(["-c", "echo started >&2; exec sleep 30"]),
+        SHORT,
+        "sleepy child",
+    );
+}
+
+#[test]
+fn wait_within_kills_and_names_a_child_that_does_not_exit() {
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep (coreutils) runs");
+    let pid = child.id();
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_within(&mut child, SHORT, "sleep 30")
+    }));
+    assert_waited(started);
+    let message = *result.expect_err("it panics").downcast::<String>().unwrap();
+    assert!(message.contains("sleep 30 did not exit within"), "{message}");
+    // Killed and reaped: the process is gone.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    let mut quick = Command::new("true").spawn().unwrap();
+    assert!(wait_within(&mut quick, GENEROUS, "true").success());
 }

@@ -15,6 +15,7 @@ use bitloop::dns::ResolverConfig;
 use bitloop::metainfo::InfoHash;
 use bitloop::reactor::Event;
 use bitloop::tracker::{AnnounceEvent, TrackerError};
+use common::bounded::join_within;
 use common::http_server::{response, serve};
 use common::trackers::{announce_and_wait, finish, reactor, request, Driver};
 
@@ -99,7 +100,7 @@ fn a_slow_name_server_does_not_delay_timers() {
     );
     drop(ticks);
     finish(rx, driver);
-    dns_thread.join().unwrap();
+    join_within(dns_thread, Duration::from_secs(10), "the slow name server");
     let heads = tracker.heads();
     assert_eq!(heads.len(), 1);
     assert!(heads[0].starts_with("GET /announce?"), "{heads:?}");

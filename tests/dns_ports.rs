@@ -15,6 +15,7 @@ use bitloop::dns::message::encode_answer;
 use bitloop::dns::ResolverConfig;
 use bitloop::metainfo::InfoHash;
 use bitloop::tracker::AnnounceEvent;
+use common::bounded::join_within;
 use common::http_server::{response, serve, tracker_body};
 use common::trackers::{finish, reactor, request, wait_for, Driver};
 
@@ -91,7 +92,8 @@ fn name_server(drop_first: bool) -> NameServer {
 impl NameServer {
     fn finish(self) -> Vec<Query> {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.join().unwrap()
+        // Its loop checks the flag at least every 50 ms (the read timeout).
+        join_within(self.thread, Duration::from_secs(10), "the fake name server")
     }
 }
 

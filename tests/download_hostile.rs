@@ -1,6 +1,8 @@
 //! Hostile and broken peers, scripted on 127.0.0.2, next to an honest libtorrent
 //! seeder on 127.0.0.1: the download still completes from the honest peer, byte
-//! for byte, nothing panics, and the loop ends empty.
+//! for byte, nothing panics, and the loop ends empty. Each test also asserts what
+//! it is named for, from the run's summary: the violation that disconnected the
+//! peer, the ban for bad data, the blocks kept from a peer that hung up.
 
 mod common;
 
@@ -10,8 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitloop::client::download::{run, DownloadOptions, Outcome, RunSummary};
+use bitloop::client::download::{run, DownloadOptions, Outcome, PeerTally, RunSummary};
 use bitloop::metainfo::Metainfo;
+use bitloop::tracker::PeerId;
 use common::seeders::{Content, Seeder};
 use common::trackers::offline_resolver;
 
@@ -39,6 +42,8 @@ struct Hostile {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
+    /// Blocks it sent (the `piece` messages written whole).
+    blocks: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -48,14 +53,21 @@ fn read_exact(stream: &mut TcpStream, n: usize) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-fn serve(mut stream: TcpStream, behaviour: Behaviour, torrent: &Metainfo, data: &[u8]) -> Option<()> {
+fn serve(
+    mut stream: TcpStream,
+    behaviour: Behaviour,
+    torrent: &Metainfo,
+    data: &[u8],
+    blocks: &AtomicUsize,
+) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    stream.set_write_timeout(Some(Duration::from_secs(20))).ok()?;
     let theirs = read_exact(&mut stream, 68)?;
     let mut hello = vec![19];
     hello.extend_from_slice(b"BitTorrent protocol");
     hello.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x04]); // Fast
     hello.extend_from_slice(&theirs[28..48]);
-    hello.extend_from_slice(b"-XX0001-hostilepeer!");
+    hello.extend_from_slice(HOSTILE_ID);
     stream.write_all(&hello).ok()?;
     let count = torrent.info.pieces.len() as u32;
     match behaviour {
@@ -95,7 +107,13 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, torrent: &Metainfo, data: 
                 let begin = u32::from_be_bytes(body[5..9].try_into().ok()?);
                 let length = u32::from_be_bytes(body[9..13].try_into().ok()?) as usize;
                 if behaviour == Behaviour::DisconnectMidPiece && answered == 3 {
-                    return None; // hang up with requests outstanding
+                    // Hang up with requests outstanding: FIN after the blocks sent,
+                    // then read what comes until the client closes (closing with
+                    // unread requests would send a reset, which can discard blocks
+                    // the client has not read yet).
+                    stream.shutdown(std::net::Shutdown::Write).ok()?;
+                    let _ = std::io::copy(&mut stream, &mut std::io::sink());
+                    return None;
                 }
                 let start = index as usize * torrent.info.piece_length as usize + begin as usize;
                 let block: Vec<u8> = if behaviour == Behaviour::CorruptData {
@@ -108,6 +126,7 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, torrent: &Metainfo, data: 
                 stream.write_all(&body[1..9]).ok()?;
                 stream.write_all(&block).ok()?;
                 answered += 1;
+                blocks.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -121,7 +140,8 @@ impl Hostile {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (stop_flag, count) = (stop.clone(), connections.clone());
+        let blocks = Arc::new(AtomicUsize::new(0));
+        let (stop_flag, count, sent) = (stop.clone(), connections.clone(), blocks.clone());
         let thread = std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             let mut workers = Vec::new();
@@ -130,9 +150,9 @@ impl Hostile {
                     Ok((stream, _)) => {
                         count.fetch_add(1, Ordering::Relaxed);
                         stream.set_nonblocking(false).unwrap();
-                        let (torrent, data) = (torrent.clone(), data.clone());
+                        let (torrent, data, sent) = (torrent.clone(), data.clone(), sent.clone());
                         workers.push(std::thread::spawn(move || {
-                            let _ = serve(stream, behaviour, &torrent, &data);
+                            let _ = serve(stream, behaviour, &torrent, &data, &sent);
                         }));
                     }
                     // Polling a non-blocking listener so the thread can be told to stop.
@@ -148,6 +168,7 @@ impl Hostile {
             addr,
             stop,
             connections,
+            blocks,
             thread: Some(thread),
         }
     }
@@ -157,20 +178,34 @@ impl Drop for Hostile {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Its workers end at EOF or their 20 s socket timeouts; not waited past that.
+            let _ = common::bounded::try_join_within(thread, Duration::from_secs(30));
         }
     }
 }
 
-/// Downloads with one honest seeder and one hostile peer (connected first).
-fn download_beside(behaviour: Behaviour) -> RunSummary {
-    download_with(behaviour, true)
+/// The scripted peer's id (in its handshake), by which the run's tally names it.
+const HOSTILE_ID: &[u8; 20] = b"-XX0001-hostilepeer!";
+/// Blocks are 16 KiB.
+const BLOCK: u64 = 16 * 1024;
+
+/// What the scripted peer did over a run.
+#[derive(Clone, Copy, Debug)]
+struct Served {
+    connections: usize,
+    blocks: usize,
 }
 
-/// Downloads from the scripted peer, beside an honest libtorrent seeder or alone.
-fn download_with(behaviour: Behaviour, honest_seeder: bool) -> RunSummary {
+/// Downloads with one honest seeder and one hostile peer (connected first).
+fn download_beside(behaviour: Behaviour) -> RunSummary {
+    download_with(behaviour, true, BLOCK).0
+}
+
+/// Downloads from the scripted peer, beside an honest libtorrent seeder or alone,
+/// with pieces of `piece_length`.
+fn download_with(behaviour: Behaviour, honest_seeder: bool, piece_length: u64) -> (RunSummary, Served) {
     let _ = env_logger::builder().is_test(true).try_init();
-    let content = Content::make(false, 2_000_000, 16384, vec![]);
+    let content = Content::make(false, 2_000_000, piece_length, vec![]);
     let data = std::fs::read(content.save_path.join("single.bin")).unwrap();
     let hostile = Hostile::start(behaviour, content.torrent.clone(), data);
     // The honest seeder is rate limited (1 MB/s), so the scripted peer, which answers
@@ -195,6 +230,12 @@ fn download_with(behaviour: Behaviour, honest_seeder: bool) -> RunSummary {
     assert_eq!(summary.outcome, Outcome::Completed, "{behaviour:?}");
     summary.report.as_ref().unwrap_or_else(|busy| panic!("{busy}"));
     content.assert_identical(&output);
+    assert_eq!(summary.torrents.len(), 1);
+    assert_eq!(
+        summary.pieces.len(),
+        content.torrent.info.pieces.len(),
+        "every piece verified"
+    );
     // Bounded wait: the connection is in the kernel's queue; the thread accepts it soon.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while hostile.connections.load(Ordering::Relaxed) == 0 {
@@ -204,47 +245,108 @@ fn download_with(behaviour: Behaviour, honest_seeder: bool) -> RunSummary {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    summary
+    let served = Served {
+        connections: hostile.connections.load(Ordering::Relaxed),
+        blocks: hostile.blocks.load(Ordering::Relaxed),
+    };
+    (summary, served)
+}
+
+/// What the hostile peer gave us over all its connections, if it ever got past
+/// the handshake (the run tallies every handshaken peer when it leaves).
+fn from_hostile(summary: &RunSummary) -> Option<&PeerTally> {
+    summary.peers.get(&PeerId(*HOSTILE_ID))
+}
+
+/// The hostile peer was handshaken, gave nothing, and was disconnected for a
+/// protocol violation (at most `max_strikes` times: then it is banned and not
+/// tried again); the honest seeder's data was all good.
+fn assert_disconnected_for_a_violation(summary: &RunSummary) {
+    let stats = summary.torrents[0].stats;
+    let tally = from_hostile(summary).expect("the hostile peer was handshaken");
+    assert_eq!(tally.downloaded, 0, "{tally:?}");
+    assert!(
+        (1..=3).contains(&stats.violations),
+        "disconnected for its violation: {stats:?}"
+    );
+    assert_eq!((stats.wasted, stats.unrequested_blocks), (0, 0), "{stats:?}");
+    assert!(summary.banned.is_empty(), "no bad data: {:?}", summary.banned);
 }
 
 #[test]
 fn a_peer_sending_corrupt_pieces_is_struck_and_the_pieces_refetched() {
     let summary = download_beside(Behaviour::CorruptData);
-    assert!(summary.wasted > 0, "corrupt data was received and thrown away");
+    let stats = summary.torrents[0].stats;
+    assert!(stats.wasted > 0, "corrupt data was received and thrown away");
+    // Whole failed pieces: 16 KiB each, the last (2,000,000 mod 16 KiB) shorter.
+    let last = 2_000_000 % BLOCK;
+    assert!(
+        [0, last].contains(&(stats.wasted % BLOCK)),
+        "whole failed pieces: {stats:?}"
+    );
     assert_eq!(
         summary.banned,
-        vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()],
+        "banned for bad data"
     );
+    assert_eq!(stats.violations, 0, "bad data is not a protocol violation");
 }
 
 #[test]
 fn a_peer_that_disconnects_mid_piece() {
-    download_beside(Behaviour::DisconnectMidPiece);
+    // Four blocks per piece: the peer serves three and hangs up with requests out,
+    // so a piece is left part-done; its blocks are kept and the rest refetched.
+    let (summary, served) = download_with(Behaviour::DisconnectMidPiece, true, 4 * BLOCK);
+    let stats = summary.torrents[0].stats;
+    let tally = from_hostile(&summary).expect("the hostile peer was handshaken");
+    // Handshaken connections each got three blocks out before the hang-up (the last
+    // piece is shorter, so count blocks, not bytes); what they sent counts for them.
+    assert!(
+        served.blocks > 0 && served.blocks <= 3 * served.connections,
+        "{served:?}"
+    );
+    assert!(
+        tally.downloaded > 0 && tally.downloaded <= served.blocks as u64 * BLOCK,
+        "the blocks sent before the hang-up were taken: {tally:?} {served:?}"
+    );
+    assert_eq!(stats.violations, 0, "hanging up is no violation: {stats:?}");
+    assert!(summary.banned.is_empty());
 }
 
 #[test]
 fn a_peer_that_never_unchokes() {
-    download_beside(Behaviour::NeverUnchoke);
+    let summary = download_beside(Behaviour::NeverUnchoke);
+    let stats = summary.torrents[0].stats;
+    let tally = from_hostile(&summary).expect("the hostile peer was handshaken");
+    assert_eq!(tally.downloaded, 0, "{tally:?}");
+    assert_eq!(
+        (stats.requests_while_choked, stats.violations, stats.wasted),
+        (0, 0, 0),
+        "nothing asked of a choking peer without allowed-fast pieces: {stats:?}"
+    );
 }
 
 #[test]
 fn a_peer_sending_an_oversize_length_prefix() {
-    download_beside(Behaviour::OversizeLength);
+    assert_disconnected_for_a_violation(&download_beside(Behaviour::OversizeLength));
 }
 
 #[test]
 fn a_peer_sending_an_invalid_piece_index() {
-    download_beside(Behaviour::InvalidIndex);
+    assert_disconnected_for_a_violation(&download_beside(Behaviour::InvalidIndex));
 }
 
 #[test]
 fn a_peer_sending_a_bitfield_of_the_wrong_size() {
-    download_beside(Behaviour::WrongBitfield);
+    assert_disconnected_for_a_violation(&download_beside(Behaviour::WrongBitfield));
 }
 
 #[test]
 fn a_rejected_request_is_requested_again() {
     // The only peer: the download completes only if the rejected block is asked for again.
-    let summary = download_with(Behaviour::RejectFirst, false);
+    let (summary, _) = download_with(Behaviour::RejectFirst, false, BLOCK);
     assert_eq!(summary.fast.rejects, 1, "{:?}", summary.fast);
+    let tally = from_hostile(&summary).expect("the hostile peer was handshaken");
+    assert_eq!(tally.downloaded, 2_000_000, "all from the only peer: {tally:?}");
+    assert_eq!(summary.fast.violations, 0);
 }

@@ -10,8 +10,12 @@ use std::process::Command;
 use bitloop::client::trackers::fetch_url;
 use bitloop::metainfo::create::{create_torrent, CreateOptions};
 use bitloop::metainfo::MAX_TORRENT_BYTES;
+use common::bounded::output_within;
 use common::http_server::{response, serve};
 use common::trackers::config;
+
+/// What one `bitloop info` of a loopback URL may take (only reached if it hangs).
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn torrent() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +106,7 @@ fn bitloop_info_takes_a_url() {
     ]);
     let bin = env!("CARGO_BIN_EXE_bitloop");
     let url = format!("http://{}/x.torrent", server.addr);
-    let out = Command::new(bin).args(["info", &url]).output().unwrap();
+    let out = output_within(Command::new(bin).args(["info", &url]), LIMIT, "bitloop info");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -110,7 +114,7 @@ fn bitloop_info_takes_a_url() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("name:       hello.txt"), "{stdout}");
-    let out = Command::new(bin).args(["info", &url]).output().unwrap();
+    let out = output_within(Command::new(bin).args(["info", &url]), LIMIT, "bitloop info");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("answered HTTP 404"), "{stderr}");
@@ -129,20 +133,24 @@ fn bitloop_info_fetches_over_https_trusting_ssl_cert_file() {
     );
     let url = format!("https://127.0.0.1:{}/x.torrent", server.addr.port());
     let bin = env!("CARGO_BIN_EXE_bitloop");
-    let out = Command::new(bin)
-        .args(["info", &url])
-        .env("SSL_CERT_FILE", &pki.ca_file)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(bin)
+            .args(["info", &url])
+            .env("SSL_CERT_FILE", &pki.ca_file),
+        LIMIT,
+        "bitloop info",
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello.txt"));
     // Without the test CA among the trusted roots: a clear error, not a hang.
     let other = TestPki::new(Leaf::Good);
-    let out = Command::new(bin)
-        .args(["info", &url])
-        .env("SSL_CERT_FILE", &other.ca_file)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(bin)
+            .args(["info", &url])
+            .env("SSL_CERT_FILE", &other.ca_file),
+        LIMIT,
+        "bitloop info",
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown authority"), "{stderr}");

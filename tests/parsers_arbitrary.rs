@@ -1,6 +1,7 @@
 //! Bounded arbitrary-input tests for every parser of untrusted bytes besides the
 //! torrent and magnet parsers (which `metainfo_hostile.rs` covers): the peer wire,
-//! HTTP and UDP tracker replies, compact peer lists, DNS answers and tracker URLs.
+//! HTTP and UDP tracker replies, compact peer lists, DNS answers, tracker URLs and
+//! BEP 10 extension handshakes.
 //!
 //! Each test feeds tens of thousands of random and mutated inputs from a fixed
 //! seed, asserts nothing panics and that what does parse is consistent (valid
@@ -24,6 +25,7 @@ mod stream;
 
 mod parsers_arbitrary {
     pub mod dns;
+    pub mod extension;
     pub mod gen;
     pub mod http;
     pub mod regressions;

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bitloop::reactor::{Config, Event, HandleKind, HandleState, Reactor, ReactorError, RunMode};
+use common::bounded::accept_within;
 use common::{close_and_finish, run_until, Recorder, Seen, Tag};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -238,8 +239,8 @@ fn aba_for_streams_old_token_is_dropped() {
     let new = rx.tcp_connect(addr, 2, None).unwrap();
     assert_eq!(new.index(), old.index());
     // The kernel completed the old handshake too: its connection is first in the queue.
-    let (_old_peer, _) = listener.accept().unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (_old_peer, _) = accept_within(&listener, LIMIT, "the reactor's connect");
+    let (mut peer, _) = accept_within(&listener, LIMIT, "the reactor's connect");
     run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
         rec.count(new, &Seen::Connected) == 1
     });

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bitloop::reactor::{Event, HandleId, HandleKind, Handler, Reactor, ReactorError, RunMode};
 use common::black_hole;
+use common::bounded::accept_within;
 use common::counting::{heap, run_scenarios, Counting};
 use common::{open_fds, run_until, Recorder, Tag};
 
@@ -145,7 +146,7 @@ fn churn_cycle(rx: &mut Reactor<Tag>, rec: &mut Recorder, listener_addr: SocketA
         .tcp_connect(listener_addr, 3, Some(Duration::from_secs(5)))
         .unwrap();
     rx.tcp_write(c, b"hi").unwrap();
-    let (accepted, _) = peer.accept().unwrap();
+    let (accepted, _) = accept_within(peer, Duration::from_secs(10), "the churn connect");
     rx.run(rec, RunMode::NoWait).unwrap();
     drop(accepted);
     rx.close(t);
@@ -222,7 +223,7 @@ fn idle_streams(
     let goal = handler.consumed + count * b"hello".len();
     for _ in 0..count {
         ids.push(rx.tcp_connect(addr, 1, None).unwrap());
-        peers.push(peer.accept().unwrap().0);
+        peers.push(accept_within(peer, Duration::from_secs(10), "an idle stream").0);
     }
     let first = peers.len() - count;
     for end in &mut peers[first..] {

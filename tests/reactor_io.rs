@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bitloop::reactor::{Config, Event, HandleKind, Reactor, ReactorError, RunMode};
 use common::black_hole;
+use common::bounded::{accept_within, join_within};
 use common::{close_and_finish, run_until, Recorder, Seen, Tag};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -185,7 +186,7 @@ fn close_during_a_read_callback_stops_further_events() {
     });
     let listener = StdListener::bind(loopback()).unwrap();
     let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (mut peer, _) = accept_within(&listener, LIMIT, "the reactor's connect");
     peer.write_all(b"first").unwrap();
     peer.shutdown(std::net::Shutdown::Write).unwrap(); // an Eof would follow if we were still open
     run_until(&mut rx, &mut rec, LIMIT, |rec, _| rec.closed(id));
@@ -214,7 +215,7 @@ fn write_backpressure_queue_full_then_drained() {
     let mut rec = Recorder::new();
     let listener = StdListener::bind(loopback()).unwrap();
     let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (mut peer, _) = accept_within(&listener, LIMIT, "the reactor's connect");
     run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
         rec.count(id, &Seen::Connected) == 1
     });
@@ -245,7 +246,7 @@ fn write_backpressure_queue_full_then_drained() {
         rec.count(id, &Seen::Drained) == 1
     });
     assert_eq!(rx.tcp_unsent(id).unwrap(), 0);
-    assert_eq!(reader.join().unwrap(), sent);
+    assert_eq!(join_within(reader, LIMIT, "the reader"), sent);
     close_and_finish(&mut rx, &mut rec);
 }
 
@@ -271,7 +272,7 @@ fn bounded_read_buffer_delivers_every_byte_in_order() {
     });
     let listener = StdListener::bind(loopback()).unwrap();
     let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (mut peer, _) = accept_within(&listener, LIMIT, "the reactor's connect");
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let expected = payload.clone();
     let writer = std::thread::spawn(move || {
@@ -279,7 +280,7 @@ fn bounded_read_buffer_delivers_every_byte_in_order() {
         peer.shutdown(std::net::Shutdown::Write).unwrap();
     });
     run_until(&mut rx, &mut rec, LIMIT, |rec, _| rec.count(id, &Seen::Eof) == 1);
-    writer.join().unwrap();
+    join_within(writer, LIMIT, "the writer");
     while let Ok(data) = rx.tcp_received(id) {
         if data.is_empty() {
             break;
@@ -306,7 +307,7 @@ fn paused_reads_leave_bytes_in_the_kernel_and_resuming_reads_what_arrived() {
     });
     let listener = StdListener::bind(loopback()).unwrap();
     let id = rx.tcp_connect(listener.local_addr().unwrap(), 1, None).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (mut peer, _) = accept_within(&listener, LIMIT, "the reactor's connect");
     run_until(&mut rx, &mut rec, LIMIT, |rec, _| {
         rec.count(id, &Seen::Connected) == 1
     });
@@ -420,7 +421,10 @@ fn run_alone_in_child(name: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let (stdout, stderr) = (
+        join_within(stdout, LIMIT, "the stdout"),
+        join_within(stderr, LIMIT, "the stderr"),
+    );
     assert!(
         status.success() && stdout.contains("test result: ok. 1 passed"),
         "child running {name}: {status}\n{stdout}\n{stderr}"

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::bounded::output_within;
 use common::seeders::Content;
 
 /// An HTTP tracker that reports each request's `event` on a channel. It answers
@@ -195,16 +196,15 @@ fn a_second_ctrl_c_skips_the_goodbyes() {
 fn a_download_without_peers_fails_with_a_message() {
     let content = Content::make(false, 100_000, 16384, vec![]);
     let output = content.dir.path().join("out");
-    let out = Command::new(env!("CARGO_BIN_EXE_bitloop"))
-        .args([
-            "download",
-            content.torrent_path.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-        ])
-        .args(["--timeout", "1", "--quiet"])
-        .output()
-        .unwrap();
+    let mut out = Command::new(env!("CARGO_BIN_EXE_bitloop"));
+    out.args([
+        "download",
+        content.torrent_path.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ])
+    .args(["--timeout", "1", "--quiet"]);
+    let out = output_within(&mut out, Duration::from_secs(30), "bitloop download");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no peers within 1 s"), "{stderr}");
@@ -216,16 +216,15 @@ fn a_completed_download_announces_completed_then_stopped() {
     let content = Content::make(false, 500_000, 16384, vec![url]);
     let seeder = common::seeders::Seeder::start(&content.torrent_path, &content.save_path);
     let output = content.dir.path().join("out");
-    let out = Command::new(env!("CARGO_BIN_EXE_bitloop"))
-        .args([
-            "download",
-            content.torrent_path.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-        ])
-        .args(["--peer", &seeder.addr().to_string(), "--quiet", "--timeout", "20"])
-        .output()
-        .unwrap();
+    let mut out = Command::new(env!("CARGO_BIN_EXE_bitloop"));
+    out.args([
+        "download",
+        content.torrent_path.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ])
+    .args(["--peer", &seeder.addr().to_string(), "--quiet", "--timeout", "20"]);
+    let out = output_within(&mut out, Duration::from_secs(60), "bitloop download");
     assert_eq!(
         out.status.code(),
         Some(0),

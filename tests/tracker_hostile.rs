@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bitloop::metainfo::InfoHash;
 use bitloop::tracker::{AnnounceEvent, TrackerError};
+use common::bounded::join_within;
 use common::http_server::{response, serve};
 use common::trackers::{announce_and_wait, config, finish, reactor, request, Driver};
 
@@ -170,6 +171,9 @@ fn unsupported_and_bad_urls_are_clear_errors() {
 /// A UDP tracker that answers each datagram with what `script` returns (nothing for
 /// an empty list). It ends once no datagram arrived for a second, and returns how
 /// many it received.
+/// A scripted UDP tracker's thread ends 1 s after the last datagram (its read timeout).
+const SERVER_ENDS: Duration = Duration::from_secs(10);
+
 fn serve_udp(mut script: impl FnMut(&[u8]) -> Vec<Vec<u8>> + Send + 'static) -> (u16, JoinHandle<usize>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
@@ -250,7 +254,10 @@ fn udp_wrong_transaction_ids_and_garbage_are_ignored() {
         vec!["127.0.0.1:6881".parse::<SocketAddr>().unwrap()]
     );
     assert_eq!(result.interval, Duration::from_secs(0x708));
-    assert!(server.join().unwrap() >= 2, "a connect and an announce at least");
+    assert!(
+        join_within(server, SERVER_ENDS, "the UDP tracker") >= 2,
+        "a connect and an announce at least"
+    );
 }
 
 #[test]
@@ -265,7 +272,7 @@ fn udp_error_reply_is_a_failure() {
         announce_udp(config(), port),
         Err(TrackerError::Failure("torrent not registered".into()))
     );
-    server.join().unwrap();
+    join_within(server, SERVER_ENDS, "the UDP tracker");
 }
 
 #[test]
@@ -284,7 +291,7 @@ fn udp_tracker_that_never_answers_times_out_after_nine_tries() {
         started.elapsed()
     );
     assert_eq!(
-        server.join().unwrap(),
+        join_within(server, SERVER_ENDS, "the UDP tracker"),
         9,
         "the first try and eight retransmissions"
     );

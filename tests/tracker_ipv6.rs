@@ -13,6 +13,7 @@ use bitloop::client::TrackerConfig;
 use bitloop::dns::ResolverConfig;
 use bitloop::metainfo::InfoHash;
 use bitloop::tracker::AnnounceEvent;
+use common::bounded::join_within;
 use common::http_server::{response, serve_on, tracker_body};
 use common::trackers::{announce_and_wait, config, finish, reactor, request, Driver};
 
@@ -153,7 +154,7 @@ fn ipv6_literals_over_http_and_udp() {
     let result = announce_and_wait(&mut rx, &mut driver, &format!("udp://[::1]:{udp_port}"), req);
     assert_eq!(result.map(|r| r.peers), Ok(vec![peer("[::1]:7001")]));
     finish(rx, driver);
-    fake.join().unwrap();
+    join_within(fake, Duration::from_secs(10), "the UDP tracker on ::1");
 }
 
 #[test]

@@ -8,10 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+use bitloop::bencode::{self, Value};
 use bitloop::dns::message::decode_answer;
 use bitloop::metainfo::{InfoHash, Magnet, Metainfo};
 use bitloop::tracker::udp::{parse_reply, Progress, Purpose, Reply, UdpTransaction, MAX_SCRAPE_HASHES};
 use bitloop::tracker::url::TrackerUrl;
+use bitloop::wire::{self, Message, MAX_EXTENDED};
 
 use super::stream::StreamInput;
 use super::{http_stream, peer_stream};
@@ -28,6 +30,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("udp_tracker", udp_tracker),
     ("tracker_url", tracker_url),
     ("dns", dns),
+    ("extension", extension),
 ];
 
 /// The check for `target`, if it has a shared one.
@@ -151,5 +154,52 @@ pub fn dns(data: &[u8]) {
             "{} addresses",
             answer.addresses.len()
         );
+    }
+}
+
+/// The limits `torrent/messages.rs` reads a BEP 10 extension handshake with.
+const HANDSHAKE_LIMITS: bencode::Limits = bencode::Limits {
+    max_depth: 4,
+    max_values: 1000,
+};
+
+/// Values in `value` and its nesting of lists and dictionaries (a top-level one is 1).
+fn size_of(value: &Value<'_>) -> (usize, usize) {
+    let children: Vec<(usize, usize)> = match value {
+        Value::List(items) => items.iter().map(size_of).collect(),
+        Value::Dict(dict) => dict.iter().map(|(_, v)| size_of(v)).collect(),
+        Value::Integer(_) | Value::Bytes(_) => return (1, 0),
+    };
+    let values = 1 + children.iter().map(|c| c.0).sum::<usize>();
+    let depth = 1 + children.iter().map(|c| c.1).max().unwrap_or(0);
+    (values, depth)
+}
+
+/// A BEP 10 extension handshake as the torrent reads it (`extension_reqq` in
+/// `src/torrent/messages.rs`, through the public bencode API): what decodes stays
+/// within the handshake's limits and `reqq` is read as the torrent reads it. The
+/// same bytes inside an extended message (id 20, extended id 0) come out of the
+/// wire decoder unchanged, or are refused as too long, never cut.
+pub fn extension(data: &[u8]) {
+    if let Ok(value) = bencode::decode(data, HANDSHAKE_LIMITS) {
+        let (values, depth) = size_of(&value);
+        assert!(values <= HANDSHAKE_LIMITS.max_values, "{values} values");
+        assert!(depth <= HANDSHAKE_LIMITS.max_depth, "depth {depth}");
+        // The lookup the torrent makes (any i64 must be safe to look at).
+        let reqq = value.as_dict().and_then(|d| d.int(b"reqq"));
+        let _ = reqq
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=100_000).contains(n));
+    }
+    let mut message = ((data.len() + 2) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&[20, 0]);
+    message.extend_from_slice(data);
+    match wire::decode(&message, &wire::Limits::pieces(100)) {
+        Ok(Some((Message::Extended { id: 0, payload }, used))) => {
+            assert_eq!(payload, data);
+            assert_eq!(used, message.len());
+        }
+        Err(_) => assert!(data.len() + 2 > MAX_EXTENDED, "{} bytes refused", data.len()),
+        other => panic!("an extended message decoded as {other:?}"),
     }
 }

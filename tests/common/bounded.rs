@@ -1,7 +1,7 @@
 //! Waits with a deadline, so that no test can hang: accepting a connection,
-//! joining a thread, reading a line from a child process. Each has a `try_`
-//! form that says what happened and a plain form that panics with a message
-//! naming what never came.
+//! joining a thread, reading a line from a child process, waiting for a child
+//! to exit or running one to its end. Each has a `try_` form that says what
+//! happened or a plain form that panics with a message naming what never came.
 //!
 //! They poll (a few milliseconds apart) or wait on a channel with a timeout;
 //! neither is a sleep standing in for synchronisation.
@@ -9,6 +9,7 @@
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::resume_unwind;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -121,5 +122,67 @@ impl Lines {
             NoLine::Closed => panic!("{} closed its output without printing a line", self.what),
             NoLine::Io(kind) => panic!("reading {}'s output failed: {kind:?}", self.what),
         })
+    }
+}
+
+/// Waits for `child` to exit within `limit`; past it the child is killed and the
+/// test panics saying `what` did not exit. Polls `try_wait` (another process's
+/// exit cannot be waited on with a timeout otherwise).
+pub fn wait_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait(); // killed: ends at once
+            panic!("{what} did not exit within {limit:?} (killed)");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `command` (stdin empty, stdout and stderr captured) to its end within
+/// `limit`, as `Command::output` does but bounded: past the limit the process is
+/// killed and the test panics naming `what` and what it printed on stderr so far.
+pub fn output_within(command: &mut Command, limit: Duration, what: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = try_join_within(stderr, Duration::from_secs(5)).unwrap_or_default();
+            panic!(
+                "{what} did not exit within {limit:?} (killed); its stderr:\n{}",
+                String::from_utf8_lossy(&said)
+            );
+        }
+        std::thread::sleep(POLL);
+    };
+    // The pipes close when the process (and any child it left) is gone.
+    let pipe_limit = Duration::from_secs(10);
+    Output {
+        status,
+        stdout: join_within(stdout, pipe_limit, &format!("{what}'s stdout")),
+        stderr: join_within(stderr, pipe_limit, &format!("{what}'s stderr")),
     }
 }

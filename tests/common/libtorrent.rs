@@ -6,8 +6,17 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
+
+use super::bounded::output_within;
+
+/// What one run of the libtorrent tool may take: `verify` gives up checking after
+/// 60 s by itself, so this is reached only if something hangs.
+const TOOL_LIMIT: Duration = Duration::from_secs(120);
+/// What one short `bitloop` command (info, create, announce) may take.
+const BITLOOP_LIMIT: Duration = Duration::from_secs(60);
 
 /// Debian's interpreter: the one that has the libtorrent module.
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -18,13 +27,15 @@ fn tool() -> String {
 
 /// Runs the libtorrent tool and parses the JSON it prints.
 pub fn libtorrent(args: &[&str]) -> Value {
-    let output = Command::new(PYTHON)
-        .arg(tool())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {PYTHON}: {e}; install python3-libtorrent (scripts/test-all.sh does)")
-        });
+    assert!(
+        Path::new(PYTHON).exists(),
+        "{PYTHON} is missing; install python3-libtorrent (scripts/test-all.sh does)"
+    );
+    let output = output_within(
+        Command::new(PYTHON).arg(tool()).args(args),
+        TOOL_LIMIT,
+        "the libtorrent tool",
+    );
     assert!(
         output.status.success(),
         "libtorrent tool {args:?} failed (is python3-libtorrent installed? scripts/test-all.sh installs it):\n{}",
@@ -35,10 +46,11 @@ pub fn libtorrent(args: &[&str]) -> Value {
 
 /// Runs the bitloop binary; returns (success, stdout, stderr).
 pub fn bitloop(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_bitloop"))
-        .args(args)
-        .output()
-        .expect("run bitloop");
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_bitloop")).args(args),
+        BITLOOP_LIMIT,
+        "bitloop",
+    );
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

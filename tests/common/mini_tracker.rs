@@ -2,8 +2,8 @@
 //! because Debian's opentracker is built IPv4-only ("V4 Tracker is V4 only!").
 //!
 //! It keeps a swarm per info hash: each announce records the announcer's source IP
-//! with its `port` parameter (removed on `event=stopped`) and answers with the
-//! other members, IPv4 ones as compact `peers` and IPv6 ones as `peers6` (BEP 7),
+//! with its `port` parameter (removed on `event=stopped`, which is answered with no
+//! peers, as opentracker does) and answers with the other members, IPv4 ones as compact `peers` and IPv6 ones as `peers6` (BEP 7),
 //! whichever family the announce came over. Every wait is bounded: accepts poll a
 //! non-blocking listener until the tracker is dropped, reads have timeouts.
 
@@ -144,10 +144,13 @@ fn answer(mut stream: TcpStream, from: IpAddr, swarms: &Swarms) {
             let mut swarms = swarms.lock().unwrap();
             let swarm = swarms.entry(hash).or_default();
             swarm.retain(|p| *p != me);
-            if param("event").as_deref() != Some(b"stopped") {
+            // A leaving peer gets no peers back, as from opentracker.
+            if param("event").as_deref() == Some(b"stopped") {
+                compact([].iter())
+            } else {
                 swarm.push(me);
+                compact(swarm.iter().filter(|p| **p != me))
             }
-            compact(swarm.iter().filter(|p| **p != me))
         }
         _ => b"d14:failure reason17:bad announce URLe".to_vec(),
     };

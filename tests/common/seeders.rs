@@ -66,6 +66,11 @@ impl Seeder {
     pub fn addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
+
+    /// The address of a seeder started with `--interface [::1]`.
+    pub fn addr_v6(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.port))
+    }
 }
 
 impl Drop for Seeder {
@@ -118,6 +123,22 @@ impl Content {
             torrent_path,
             torrent,
         }
+    }
+
+    /// Writes another torrent of the same data naming `trackers` (the info hash is
+    /// unchanged: trackers are outside the info dictionary), as `<name>.torrent`.
+    pub fn with_trackers(&self, trackers: Vec<String>, name: &str) -> PathBuf {
+        let source = self.save_path.join(&self.torrent.info.name);
+        let options = CreateOptions {
+            trackers,
+            piece_length: Some(self.torrent.info.piece_length),
+            ..CreateOptions::default()
+        };
+        let bytes = create_torrent(&source, &options, &mut |_, _| {}).unwrap();
+        assert_eq!(Metainfo::parse(&bytes).unwrap().info_hash, self.torrent.info_hash);
+        let path = self.dir.path().join(format!("{name}.torrent"));
+        std::fs::write(&path, &bytes).unwrap();
+        path
     }
 
     /// Asserts every file under `output` equals the seeded original.

@@ -139,7 +139,7 @@ def leech(args):
         # No encryption attempt first (BEP-less MSE/PE): peers without it, such as
         # bitloop, would otherwise see a failed attempt and a reconnect.
         extra["out_enc_policy"] = int(lt.enc_policy.disabled)
-    ses = session(0, extra=extra)
+    ses = session(0, args.interface, extra)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save_path
@@ -147,8 +147,8 @@ def leech(args):
         params.trackers = []
     handle = ses.add_torrent(params)
     for peer in args.peer:
-        host, port = peer.rsplit(":", 1)
-        handle.connect_peer((host, int(port)))
+        host, port = peer.rsplit(":", 1)  # IP:PORT or [IPv6]:PORT
+        handle.connect_peer((host.strip("[]"), int(port)))
     deadline = time.time() + args.timeout
     while not handle.status().is_seeding:
         if time.time() > deadline:
@@ -180,7 +180,7 @@ def main():
     p.add_argument("torrent")
     p.add_argument("save_path")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--interface", default="127.0.0.1")
+    p.add_argument("--interface", default="127.0.0.1", help="listen address, [::1] for IPv6")
     p.add_argument("--seed-mode", action="store_true")
     p.add_argument("--never-unchoke", action="store_true")
     p.add_argument("--allowed-fast", type=int, default=5)
@@ -192,6 +192,7 @@ def main():
     p.add_argument("torrent")
     p.add_argument("save_path")
     p.add_argument("--peer", action="append", default=[])
+    p.add_argument("--interface", default="127.0.0.1", help="listen address, [::1] for IPv6")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--trackers", action="store_true", help="also announce to the torrent's trackers")
     p.add_argument("--plaintext", action="store_true", help="connect without trying encryption first")
