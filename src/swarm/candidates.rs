@@ -110,6 +110,11 @@ impl Candidates {
         self.known.contains_key(peer)
     }
 
+    /// Whether another address would be taken (the set is not full).
+    pub fn has_room(&self) -> bool {
+        self.known.len() < self.limit
+    }
+
     pub fn queued(&self) -> usize {
         self.queued
     }

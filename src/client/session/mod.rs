@@ -365,11 +365,27 @@ impl Session {
     /// the order given).
     pub fn add_peers(&mut self, rx: &mut Reactor<Owner>, key: TorrentKey, addrs: &[SocketAddr]) {
         let now = rx.now();
-        if let Some(entry) = self.torrents.get_mut(key as usize) {
-            for &addr in addrs {
-                entry.torrent.add_candidate(now, addr);
+        let mut rest = addrs;
+        while !rest.is_empty() {
+            let Some(entry) = self.torrents.get_mut(key as usize) else {
+                return;
+            };
+            // As many as the candidates take; connecting (and addresses that fail at
+            // once being forgotten) makes room for the next batch.
+            let mut taken = 0;
+            while taken < rest.len() && entry.torrent.pool().candidates.has_room() {
+                entry.torrent.add_candidate(now, rest[taken]);
+                taken += 1;
             }
+            rest = &rest[taken..];
             self.after(rx, key);
+            let room = self
+                .torrents
+                .get(key as usize)
+                .is_some_and(|e| e.torrent.pool().candidates.has_room());
+            if !room {
+                break; // the rest would only be refused
+            }
         }
     }
 
