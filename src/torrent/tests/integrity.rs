@@ -85,8 +85,10 @@ fn a_block_nobody_asked_for_is_dropped_never_written_and_a_stream_of_them_closes
 
 #[test]
 fn blocks_cancelled_by_a_request_timeout_are_not_held_against_the_peer() {
-    // 64 blocks: the first 32 asked time out, and their late arrival completes nothing.
-    let (mut fx, a, sent) = with_seed(Setup::pieces(16, 4), FAST_ONLY);
+    // Twice the initial window in blocks: the first window's requests time out,
+    // and their late arrival completes nothing.
+    let pieces = (2 * crate::peer::pipeline::INITIAL_WINDOW / 4) as u32;
+    let (mut fx, a, sent) = with_seed(Setup::pieces(pieces, 4), FAST_ONLY);
     let asked = requests(&sent);
     fx.run_until(Duration::from_secs(21));
     let sent = fx.recv(&a);

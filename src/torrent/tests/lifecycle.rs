@@ -65,14 +65,17 @@ fn a_silent_peer_is_dropped_after_three_minutes() {
 
 #[test]
 fn a_request_timeout_cancels_at_the_slow_peer_and_gives_the_blocks_to_another() {
-    // 20 pieces of 2 blocks: the slow peer gets 32 requests (16 whole pieces).
-    let (mut fx, slow, sent) = with_seed(Setup::pieces(20, 2), FAST_ONLY);
+    // Pieces of 2 blocks, more than one window: the slow peer gets the initial
+    // window's requests (whole pieces), and some pieces are left for nobody yet.
+    let window = crate::peer::pipeline::INITIAL_WINDOW;
+    let pieces_total = (window / 2 + 4) as u32;
+    let (mut fx, slow, sent) = with_seed(Setup::pieces(pieces_total, 2), FAST_ONLY);
     let asked = requests(&sent);
-    assert_eq!(asked.len(), 32);
+    assert_eq!(asked.len(), window);
     let pieces: BTreeSet<u32> = asked.iter().map(|b| b.index).collect();
-    assert_eq!(pieces.len(), 16);
+    assert_eq!(pieces.len(), window / 2);
     // The other peer has exactly those pieces: nothing for it until they come back.
-    let mut bits = Bitfield::new(20);
+    let mut bits = Bitfield::new(pieces_total);
     for &p in &pieces {
         bits.set(p);
     }
