@@ -473,6 +473,8 @@ impl Session {
                 left -= served;
                 served_this_pass += served;
                 self.flush(rx, key);
+                // A block that could not be read failed the torrent: say so now.
+                self.take_torrent_events(rx, key);
                 if self
                     .torrents
                     .get(key as usize)
