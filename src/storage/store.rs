@@ -36,6 +36,14 @@ use crate::metainfo::{InfoHash, Layout, Metainfo};
 /// Most pieces with a running hash at once (about 100 bytes each). A caller with
 /// more pieces in flight loses nothing but the saving: those are read back.
 pub const MAX_PIECES_HASHING: usize = 4096;
+/// Bytes written between two early writebacks ([`sys::start_writeback`]). The
+/// durability promise fsyncs at completion; without this the kernel holds the
+/// whole download in dirty pages until then (it starts writing on its own only
+/// past 10 % of memory or after 30 s), and the fsync writes it all while the user
+/// waits: 0.45 s for 1 GiB here. Started every 4 MiB, the writing overlaps the
+/// download (1 GiB from a bitloop seeder: 2.06 s before, 1.56 s after, medians
+/// of 8), and a small box holds few of our dirty pages.
+pub const WRITEBACK_EVERY: u64 = 4 << 20;
 
 /// How a store is opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +98,11 @@ pub struct PieceStore {
     /// Files written since the last sync: a flag per file and the list of them.
     dirty: Vec<bool>,
     dirty_list: Vec<usize>,
+    /// Bytes written since the last early writeback, and the files they went to
+    /// (a flag per file and the list of them).
+    unflushed: u64,
+    unflushed_file: Vec<bool>,
+    unflushed_files: Vec<usize>,
     stats: StoreStats,
 }
 
@@ -119,6 +132,9 @@ impl PieceStore {
             dirty: vec![false; paths.len()],
             identity,
             dirty_list: Vec::new(),
+            unflushed: 0,
+            unflushed_file: vec![false; paths.len()],
+            unflushed_files: Vec::new(),
             layout,
             paths,
             pad,
@@ -212,8 +228,22 @@ impl PieceStore {
                 self.dirty[span.file] = true;
                 self.dirty_list.push(span.file);
             }
+            if !self.unflushed_file[span.file] {
+                self.unflushed_file[span.file] = true;
+                self.unflushed_files.push(span.file);
+            }
         }
         self.feed(piece, begin, data);
+        self.unflushed += data.len() as u64;
+        if self.unflushed >= WRITEBACK_EVERY {
+            self.unflushed = 0;
+            for index in self.unflushed_files.drain(..) {
+                self.unflushed_file[index] = false;
+                if let Ok(file) = files.file(self.id, index, &self.paths[index], true) {
+                    sys::start_writeback(file);
+                }
+            }
+        }
         Ok(())
     }
 
