@@ -50,18 +50,9 @@ cleanup() {
 holds=()
 trap cleanup EXIT
 
-# Polls a command every 50 ms until it succeeds; fails once SECONDS have passed.
-wait_until() { # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@"; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.05
-  done
-}
+. benches/lib.sh
 free_port() { $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 json_field() { $py -c "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
 cargo build --release -q --bin bitloop --example delay_proxy
 bitloop=${CARGO_TARGET_DIR:-target}/release/bitloop
@@ -84,41 +75,6 @@ release() { # name
   eval "exec ${!var}>&-"
 }
 
-# Runs a command; writes "wall cpu peak_rss_kib" to FILE. CPU is from wait4 (the
-# program and its threads); the peak RSS is its own high-water mark (VmHWM), read
-# while it runs.
-cat > "$work/measure.py" <<'EOF'
-import os, sys, threading, time
-out, cmd = sys.argv[1], sys.argv[2:]
-peak = [0]
-started = time.monotonic()
-execed, child_end = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(execed)
-    try:
-        os.execvp(cmd[0], cmd)
-    finally:
-        os._exit(127)
-os.close(child_end)
-os.read(execed, 1)  # returns once exec closed the other end
-def sample():
-    while True:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]))
-        except (OSError, ValueError):
-            return
-        time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
-_, status, usage = os.wait4(pid, 0)
-wall = time.monotonic() - started
-with open(out, "w") as f:
-    f.write(f"{wall:.2f} {usage.ru_utime + usage.ru_stime:.2f} {peak[0]}\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-EOF
 
 make_content() { # name mib
   mkdir -p "$work/$1"
@@ -138,15 +94,12 @@ measure() { # results label content command...
   shift 3
   rm -rf "$work/out"
   sync
-  if ! timeout -k 10 600 $py "$work/measure.py" "$work/m" "$@" >/dev/null; then
+  if ! timeout -k 10 600 $py benches/measure.py "$work/m" "$@" >/dev/null; then
     echo "$label: the download failed or did not finish within 600 s" >&2
     exit 1
   fi
   cmp -s "$work/out/data.bin" "$work/$content/data.bin" || { echo "$label: downloaded data differs" >&2; exit 1; }
   echo "$label $(cat "$work/m")" >> "$results"
-}
-column() { # results label field
-  awk -v c="$2" -v f="$3" '$1 == c { print $f }' "$1" | median
 }
 
 run_latency() {

@@ -30,15 +30,7 @@ command -v openssl >/dev/null || { echo "storage_e2e.sh needs openssl" >&2; exit
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Polls a command every 50 ms until it succeeds; fails once SECONDS have passed.
-wait_until() { # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@"; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.05
-  done
-}
+. benches/lib.sh
 
 cargo build --release -q
 bitloop=${CARGO_TARGET_DIR:-target}/release/bitloop
@@ -46,7 +38,7 @@ base=${BITLOOP_BASE:-}
 measure=(/usr/bin/python3 benches/measure.py "$work/m")
 
 # Runs a measured command (bounded by timeout: a stall is a failure, not a hang)
-# and appends "NAME wall cpu rss rchar disk [read_back hashed_in_order]" to results.
+# and appends "NAME <measure.py's fields> [read_back hashed_in_order]" to results.
 run() { # name command...
   local name=$1
   shift
@@ -144,15 +136,16 @@ for round in $(seq 0 $((rounds - 1))); do
   done
 done
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 col() { # name field
   awk -v c="$1" -v f="$2" '$1 == c { print $f }' "$work/results" | median
 }
+# Fields after measure.py's: what --json says was read back and hashed in order.
+F_READ_BACK=10 F_IN_ORDER=11
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 gbs() { awk -v s="$1" -v b=$((check_mib << 20)) 'BEGIN { printf "%.2f", b / s / 1e9 }'; }
 echo "$check_mib MiB full check of warm data, median of $rounds:"
 echo "  bitloop download (no resume data): $(col check 2) s wall = $(gbs "$(col check 2)") GB/s;" \
-  "$(col check 3) s CPU = $(gbs "$(col check 3)") GB/s; rchar $(col check 5) B"
+  "$(col check 3) s CPU = $(gbs "$(col check 3)") GB/s; rchar $(col check $F_RCHAR) B"
 echo "  openssl dgst -sha1 of the same file: $(col check_openssl 2) s wall = $(gbs "$(col check_openssl 2)") GB/s;" \
   "$(col check_openssl 3) s CPU = $(gbs "$(col check_openssl 3)") GB/s"
 echo
@@ -176,8 +169,8 @@ for c in one nosync two three mid large base_one base_two base_three base_mid ba
     openssl) label="openssl dgst -sha1 (cached file)" ;;
   esac
   printf '  %-34s %7s %7s %9s %12s %12s %12s\n' "$label" "$(col "$c" 2)" "$(col "$c" 3)" \
-    "$(awk -v k="$(col "$c" 4)" 'BEGIN { printf "%.1f", k / 1024 }')" "$(col "$c" 5)" \
-    "$(col "$c" 7)" "$(col "$c" 8)"
+    "$(awk -v k="$(col "$c" 4)" 'BEGIN { printf "%.1f", k / 1024 }')" "$(col "$c" $F_RCHAR)" \
+    "$(col "$c" $F_READ_BACK)" "$(col "$c" $F_IN_ORDER)"
 done
 echo
 ssl=$(col openssl 3)

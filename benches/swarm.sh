@@ -25,15 +25,7 @@ done
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Polls a command every 50 ms until it succeeds; fails once SECONDS have passed.
-wait_until() { # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@"; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.05
-  done
-}
+. benches/lib.sh
 
 cargo build --release -q
 bitloop=${CARGO_TARGET_DIR:-target}/release/bitloop
@@ -73,47 +65,6 @@ EOF
 wait_until 30 test -s "$work/tracker.port" || { echo "the stub tracker did not start" >&2; exit 1; }
 tracker="http://127.0.0.1:$(cat "$work/tracker.port")/announce"
 
-# Runs a command and writes "wall cpu peak_rss_kib peak_anon_kib peak_file_kib" to
-# the file named first. CPU comes from wait4's rusage; peak RSS is the kernel's
-# high-water mark (VmHWM) of the program, read while it runs (rusage's max RSS
-# would count this python, which the child was before exec); the two parts are
-# sampled peaks.
-cat > "$work/measure.py" <<'EOF'
-import os, sys, threading, time
-out, cmd = sys.argv[1], sys.argv[2:]
-peak = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0}
-started = time.monotonic()
-# The pipe's write end closes on exec (python's fds are close-on-exec), so the
-# sampler starts on the program, never on the python it was forked from.
-execed, child_end = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(execed)
-    try:
-        os.execvp(cmd[0], cmd)
-    finally:
-        os._exit(127)  # exec failed
-os.close(child_end)
-os.read(execed, 1)
-def sample():
-    while True:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key in peak:
-                        peak[key] = max(peak[key], int(value.split()[0]))
-        except (OSError, ValueError):
-            return
-        time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
-_, status, usage = os.wait4(pid, 0)
-wall = time.monotonic() - started
-with open(out, "w") as f:
-    cpu = usage.ru_utime + usage.ru_stime
-    f.write(f"{wall:.2f} {cpu:.2f} {peak['VmHWM']} {peak['RssAnon']} {peak['RssFile']}\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-EOF
 
 command_of() { # client: sets $cmd
   case $1 in
@@ -135,7 +86,7 @@ measure() { # client
   sync
   command_of "$1"
   # timeout bounds a client that stalls: that is a failure, not a hang.
-  if ! timeout -k 10 600 /usr/bin/python3 "$work/measure.py" "$work/m" "${cmd[@]}" >/dev/null; then
+  if ! timeout -k 10 600 /usr/bin/python3 benches/measure.py "$work/m" "${cmd[@]}" >/dev/null; then
     echo "$1: the download failed or did not finish within 600 s" >&2
     exit 1
   fi
@@ -150,13 +101,11 @@ for round in $(seq 0 $((rounds - 1))); do
   done
 done
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-column() { # client field [scale] [decimals]
-  awk -v c="$1" -v f="$2" -v s="${3:-1}" -v d="${4:-1}" '$1 == c { printf "%.*f\n", d, $f / s }' "$work/results" | median
-}
 echo "$mib MiB from two libtorrent seeders on loopback, median of $rounds rounds:"
 printf '%-11s %8s %8s %13s %14s %14s\n' client wall_s cpu_s peak_rss_MiB peak_anon_MiB peak_file_MiB
 for client in "${clients[@]}"; do
-  printf '%-11s %8s %8s %13s %14s %14s\n' "$client" "$(column "$client" 2 1 2)" "$(column "$client" 3 1 2)" \
-    "$(column "$client" 4 1024)" "$(column "$client" 5 1024)" "$(column "$client" 6 1024)"
+  r=$work/results
+  printf '%-11s %8s %8s %13s %14s %14s\n' "$client" "$(column "$r" "$client" $F_WALL 1 2)" \
+    "$(column "$r" "$client" $F_CPU 1 2)" "$(column "$r" "$client" $F_RSS 1024 1)" \
+    "$(column "$r" "$client" $F_ANON 1024 1)" "$(column "$r" "$client" $F_FILE 1024 1)"
 done

@@ -26,90 +26,20 @@ tool=tests/interop/libtorrent_tool.py
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Polls a command every 50 ms until it succeeds; fails once SECONDS have passed.
-wait_until() { # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@"; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.05
-  done
-}
+. benches/lib.sh
 
 cargo build --release -q
 bitloop=${CARGO_TARGET_DIR:-target}/release/bitloop
 
-# measure.py OUT SEEDER_PID CMD...: runs CMD and writes "wall cpu hwm anon file own":
-# with SEEDER_PID 0, CMD's own CPU (rusage) and memory (VmHWM, sampled RssAnon and
-# RssFile peaks); otherwise those of the running process SEEDER_PID while CMD runs;
-# `own` is always CMD's own CPU.
-cat > "$work/measure.py" <<'EOF'
-import os, sys, threading, time
-out, seeder, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-tick = os.sysconf("SC_CLK_TCK")
-def cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-peak = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0}
-def sample(pid):
-    while True:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key in peak:
-                        peak[key] = max(peak[key], int(value.split()[0]))
-        except (OSError, ValueError):
-            return
-        time.sleep(0.02)
-if seeder:
-    with open(f"/proc/{seeder}/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS
-    before = cpu(seeder)
-    threading.Thread(target=sample, args=(seeder,), daemon=True).start()
-started = time.monotonic()
-execed, child_end = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.close(execed)
-    try:
-        os.execvp(cmd[0], cmd)
-    finally:
-        os._exit(127)
-os.close(child_end)
-os.read(execed, 1)  # closes on exec
-if not seeder:
-    threading.Thread(target=sample, args=(pid,), daemon=True).start()
-_, status, usage = os.wait4(pid, 0)
-wall = time.monotonic() - started
-if seeder:
-    used = cpu(seeder) - before
-    with open(f"/proc/{seeder}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                peak["VmHWM"] = int(line.split()[1])
-else:
-    used = usage.ru_utime + usage.ru_stime
-with open(out, "w") as f:
-    own = usage.ru_utime + usage.ru_stime
-    f.write(f"{wall:.3f} {used:.3f} {peak['VmHWM']} {peak['RssAnon']} {peak['RssFile']} {own:.3f}\n")
-sys.exit(os.waitstatus_to_exitcode(status))
-EOF
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-column() { # file label field [scale] [decimals]
-  awk -v c="$2" -v f="$3" -v s="${4:-1}" -v d="${5:-1}" '$1 == c { printf "%.*f\n", d, $f / s }' "$1" | median
-}
 table() { # file label...
   local file=$1
   shift
   printf '%-12s %8s %8s %13s %14s %14s %11s\n' "" wall_s cpu_s peak_rss_MiB peak_anon_MiB peak_file_MiB own_cpu_s
   for label in "$@"; do
-    printf '%-12s %8s %8s %13s %14s %14s %11s\n' "$label" "$(column "$file" "$label" 2 1 2)" \
-      "$(column "$file" "$label" 3 1 2)" "$(column "$file" "$label" 4 1024)" \
-      "$(column "$file" "$label" 5 1024)" "$(column "$file" "$label" 6 1024)" \
-      "$(column "$file" "$label" 7 1 2)"
+    printf '%-12s %8s %8s %13s %14s %14s %11s\n' "$label" "$(column "$file" "$label" $F_WALL 1 2)" \
+      "$(column "$file" "$label" $F_CPU 1 2)" "$(column "$file" "$label" $F_RSS 1024 1)" \
+      "$(column "$file" "$label" $F_ANON 1024 1)" "$(column "$file" "$label" $F_FILE 1024 1)" \
+      "$(column "$file" "$label" $F_OWN 1 2)"
   done
 }
 
@@ -142,7 +72,7 @@ lt_port=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]
 leech_from() { # label pid port [leech options]
   rm -rf "$work/out"
   sync
-  if ! timeout -k 10 600 /usr/bin/python3 "$work/measure.py" "$work/m" "$2" \
+  if ! timeout -k 10 600 /usr/bin/python3 benches/measure.py "$work/m" --watch "$2" \
       /usr/bin/python3 "$tool" leech "$work/a.torrent" "$work/out" --peer "127.0.0.1:$3" "${@:4}" >/dev/null; then
     echo "the leecher failed from $1" >&2
     exit 1
@@ -173,18 +103,18 @@ rm -rf "$work/a" "$work/out"
 echo "== (b) bitloop seed to bitloop download, $b_mib MiB"
 make_data b "$b_mib"
 start_bitloop_seeder b
-download_b() { # label pid-to-measure (0: the leecher itself)
+download_b() { # label [--watch pid] (without: the leecher itself)
   rm -rf "$work/out"
   sync
-  timeout -k 10 600 /usr/bin/python3 "$work/measure.py" "$work/m" "$2" \
+  timeout -k 10 600 /usr/bin/python3 benches/measure.py "$work/m" "${@:2}" \
     "$bitloop" download "$work/b.torrent" -o "$work/out" --peer "127.0.0.1:$seed_port" -q --json > "$work/b.json" ||
     { echo "bitloop download failed" >&2; exit 1; }
   cmp -s "$work/out/data.bin" "$work/b/data.bin" || { echo "downloaded data differs" >&2; exit 1; }
   echo "$1 $(cat "$work/m")" >> "$work/b.results"
 }
 for round in $(seq 1 "$rounds"); do
-  download_b leecher 0
-  download_b seeder "$seed_pid"
+  download_b leecher
+  download_b seeder --watch "$seed_pid"
 done
 echo "rows: the leecher's own figures; the seeder's during a download (wall is the leecher's; median of $rounds):"
 table "$work/b.results" leecher seeder
@@ -204,7 +134,7 @@ rm -rf "$work/b" "$work/out"
 
 echo "== (c) bitloop demo, default size"
 for round in $(seq 1 "$rounds"); do
-  /usr/bin/python3 "$work/measure.py" "$work/m" 0 "$bitloop" demo > "$work/demo.out" 2>/dev/null ||
+  /usr/bin/python3 benches/measure.py "$work/m" "$bitloop" demo > "$work/demo.out" 2>/dev/null ||
     { echo "the demo failed:" >&2; cat "$work/demo.out" >&2; exit 1; }
   [ "$(grep -c 'copy verified, byte for byte' "$work/demo.out")" = 3 ] ||
     { echo "the demo did not verify every copy:" >&2; cat "$work/demo.out" >&2; exit 1; }
