@@ -7,31 +7,19 @@ mod common;
 
 use std::cell::Cell;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bitloop::reactor::{Config, Event, HandleKind, HandleState, Reactor, ReactorError, RunMode};
+use bitloop::reactor::{Event, HandleKind, HandleState, Reactor, ReactorError, RunMode};
 use common::bounded::accept_within;
-use common::{close_and_finish, run_until, Recorder, Seen, Tag};
+use common::{close_and_finish, loopback, manual_reactor, run_until, Recorder, Seen, Tag};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn manual() -> Reactor<Tag> {
-    Reactor::with_config(Config {
-        manual_clock: true,
-        ..Config::default()
-    })
-    .unwrap()
-}
-
 #[test]
 fn timer_fires_once_then_repeats_on_a_manual_clock() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let once = rx.timer(1).unwrap();
     let every = rx.timer(2).unwrap();
@@ -56,7 +44,7 @@ fn timer_fires_once_then_repeats_on_a_manual_clock() {
 
 #[test]
 fn equal_deadlines_fire_in_start_order() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let order = Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen = order.clone();
     let mut rec = Recorder::with(move |_, _, owner, event| {
@@ -77,7 +65,7 @@ fn equal_deadlines_fire_in_start_order() {
 
 #[test]
 fn stop_and_restart_supersede_old_deadlines() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let t = rx.timer(1).unwrap();
     rx.timer_start(t, Duration::from_millis(10), None).unwrap();
@@ -96,7 +84,7 @@ fn stop_and_restart_supersede_old_deadlines() {
 
 #[test]
 fn restarting_a_timer_many_times_keeps_the_queue_bounded() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let t = rx.timer(1).unwrap();
     for i in 0..100_000u64 {
@@ -112,7 +100,7 @@ fn restarting_a_timer_many_times_keeps_the_queue_bounded() {
 
 #[test]
 fn timer_again_restarts_with_the_repeat() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let t = rx.timer(1).unwrap();
     rx.timer_start(t, Duration::from_millis(10), Some(Duration::from_millis(100)))
@@ -130,7 +118,7 @@ fn timer_again_restarts_with_the_repeat() {
 
 #[test]
 fn repeating_timer_closed_from_its_own_callback_fires_no_more() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::with(|rx, id, _, event| {
         if matches!(event, Event::Timer) {
             rx.close(id);
@@ -155,7 +143,7 @@ fn repeating_timer_closed_from_its_own_callback_fires_no_more() {
 
 #[test]
 fn close_is_idempotent_and_stale_ids_are_refused() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let t = rx.timer(1).unwrap();
     rx.close(t);
@@ -173,7 +161,7 @@ fn close_is_idempotent_and_stale_ids_are_refused() {
 
 #[test]
 fn timer_closed_by_an_earlier_timer_in_the_same_batch_does_not_fire() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let victim = Rc::new(Cell::new(None));
     let target = victim.clone();
     let mut rec = Recorder::with(move |rx, _, owner, event| {
@@ -195,7 +183,7 @@ fn timer_closed_by_an_earlier_timer_in_the_same_batch_does_not_fire() {
 
 #[test]
 fn aba_old_token_and_old_timer_entry_do_not_reach_the_new_handle() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let old = rx.timer(1).unwrap();
     rx.timer_start(old, Duration::from_millis(10), None).unwrap();
@@ -302,7 +290,7 @@ fn signals_arrive_as_events_and_after_close_reach_nobody() {
 
 #[test]
 fn deferred_work_runs_once_in_its_phase() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     rx.defer(5);
     rx.defer(6);
@@ -350,7 +338,7 @@ fn run_default_returns_when_nothing_is_active_and_stop_ends_it_early() {
 
 #[test]
 fn shutting_down_refuses_new_handles() {
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     rx.begin_shutdown();
     assert!(matches!(rx.timer(1), Err(ReactorError::ShuttingDown)));

@@ -17,14 +17,10 @@ use bitloop::reactor::{Event, HandleId, HandleKind, Handler, Reactor, ReactorErr
 use common::black_hole;
 use common::bounded::accept_within;
 use common::counting::{heap, run_scenarios, Counting};
-use common::{open_fds, run_until, Recorder, Tag};
+use common::{loopback, open_fds, run_until, Recorder, Tag};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 /// One-time globals (signal-hook's registry, std's thread-locals) are created
 /// here, before any baseline is taken.

@@ -9,28 +9,16 @@ mod common;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bitloop::reactor::{Config, Event, HandleKind, Reactor, ReactorError, RunMode};
 use common::black_hole;
 use common::bounded::{accept_within, join_within};
-use common::{close_and_finish, run_until, Recorder, Seen, Tag};
+use common::{close_and_finish, loopback, manual_reactor, run_until, Recorder, Seen, Tag};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn manual() -> Reactor<Tag> {
-    Reactor::with_config(Config {
-        manual_clock: true,
-        ..Config::default()
-    })
-    .unwrap()
-}
 
 #[test]
 fn tcp_echo_round_trip_with_accept_and_set_owner() {
@@ -125,7 +113,7 @@ fn connect_refused_is_reported_and_the_stream_closed_by_the_loop() {
 #[test]
 fn connect_timeout_fails_a_connect_that_never_completes() {
     let (_hole, _filler, addr) = black_hole();
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let id = rx.tcp_connect(addr, 1, Some(Duration::from_secs(5))).unwrap();
     for _ in 0..5 {
@@ -154,7 +142,7 @@ fn connect_timeout_fails_a_connect_that_never_completes() {
 #[test]
 fn closing_a_connecting_stream_cancels_the_connect_and_its_writes() {
     let (_hole, _filler, addr) = black_hole();
-    let mut rx = manual();
+    let mut rx = manual_reactor();
     let mut rec = Recorder::new();
     let id = rx.tcp_connect(addr, 1, Some(Duration::from_secs(5))).unwrap();
     rx.tcp_write(id, b"never sent").unwrap();

@@ -17,24 +17,11 @@ use bitloop::client::session::{AddOptions, Session, SessionConfig, Source, Torre
 use bitloop::client::Owner;
 use bitloop::reactor::Reactor;
 use bitloop::torrent::TorrentConfig;
-use common::black_hole;
+use common::black_holes;
 use common::seeders::Content;
 use sessions::{handshake, peer_id, run_until, settled, shut_down, Host};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-type Holes = Vec<(socket2::Socket, std::net::TcpStream)>;
-
-fn black_holes(n: usize) -> (Holes, Vec<SocketAddr>) {
-    let mut holes = Vec::new();
-    let mut addrs = Vec::new();
-    for _ in 0..n {
-        let (socket, filler, addr) = black_hole();
-        holes.push((socket, filler));
-        addrs.push(addr);
-    }
-    (holes, addrs)
-}
 
 struct Setup {
     rx: Reactor<Owner>,

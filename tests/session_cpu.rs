@@ -20,7 +20,7 @@ use bitloop::client::session::{AddOptions, Session, SessionConfig, Source};
 use bitloop::client::Owner;
 use bitloop::reactor::{Event, HandleId, Reactor, RunMode};
 use bitloop::torrent::TorrentConfig;
-use common::black_hole;
+use common::black_holes;
 use common::seeders::Content;
 use sessions::{cpu_time, shut_down, Guarded, Host, Side};
 
@@ -30,19 +30,6 @@ fn refused_ports(n: usize) -> Vec<SocketAddr> {
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     listeners.iter().map(|l| l.local_addr().unwrap()).collect()
-}
-
-type Holes = Vec<(socket2::Socket, std::net::TcpStream)>;
-
-fn black_holes(n: usize) -> (Holes, Vec<SocketAddr>) {
-    let mut holes = Vec::new();
-    let mut addrs = Vec::new();
-    for _ in 0..n {
-        let (socket, filler, addr) = black_hole();
-        holes.push((socket, filler));
-        addrs.push(addr);
-    }
-    (holes, addrs)
 }
 
 /// Sleeps until `at`: the measurement needs wall time to pass (nothing is

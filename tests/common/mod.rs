@@ -174,3 +174,30 @@ pub fn black_hole() -> (socket2::Socket, std::net::TcpStream, std::net::SocketAd
     let filler = std::net::TcpStream::connect(addr).unwrap();
     (socket, filler, addr)
 }
+
+/// What [`black_holes`] returns to keep alive: each hole's listener and filler.
+pub type Holes = Vec<(socket2::Socket, std::net::TcpStream)>;
+
+/// `n` black holes and their addresses.
+pub fn black_holes(n: usize) -> (Holes, Vec<std::net::SocketAddr>) {
+    (0..n)
+        .map(|_| {
+            let (socket, filler, addr) = black_hole();
+            ((socket, filler), addr)
+        })
+        .unzip()
+}
+
+/// 127.0.0.1 on a port the kernel picks.
+pub fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A reactor whose clock moves only when the test advances it.
+pub fn manual_reactor() -> Reactor<Tag> {
+    Reactor::with_config(bitloop::reactor::Config {
+        manual_clock: true,
+        ..bitloop::reactor::Config::default()
+    })
+    .unwrap()
+}
