@@ -162,7 +162,8 @@ fn ctrl_c_in_the_middle_of_the_swarm_ends_the_demo_with_130_and_removes_its_file
 fn ctrl_c_while_the_demo_writes_its_payload_removes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
     let demo = Demo::start(tmp.path(), "512M");
-    // Its first line comes before it writes 512 MiB and hashes them (a second or so).
+    // Its first line comes once Ctrl+C is handled, before it writes 512 MiB and
+    // hashes them (a second or so).
     demo.stdout.line_within(Duration::from_secs(10));
     demo.interrupt();
     let (code, out, _) = demo.finish(Duration::from_secs(30));

@@ -36,13 +36,15 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
         leechers: args.leechers as usize,
         interval: Duration::from_millis(if terminal { 200 } else { 1000 }),
     };
-    println!(
-        "bitloop demo: one seeder and {} leechers, {:.1} MiB, on one event loop in one thread, over loopback",
-        options.leechers,
-        options.size as f64 / (1 << 20) as f64
-    );
+    let hello = || {
+        println!(
+            "bitloop demo: one seeder and {} leechers, {:.1} MiB, on one event loop in one thread, over loopback",
+            options.leechers,
+            options.size as f64 / (1 << 20) as f64
+        );
+    };
     let mut drawn = 0;
-    let demo = run_demo(&options, |lines| {
+    let demo = run_demo(&options, hello, |lines| {
         let mut err = std::io::stderr().lock();
         if terminal && drawn > 0 {
             let _ = write!(err, "\x1b[{drawn}F");

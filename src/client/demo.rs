@@ -173,8 +173,14 @@ pub struct DemoReport {
     pub report: Result<Report, String>,
 }
 
-/// Runs the demo; `show` gets the status lines as they change.
-pub fn run(options: &DemoOptions, mut show: impl FnMut(&[String])) -> Result<DemoReport, String> {
+/// Runs the demo. `ready` is called once Ctrl+C is ours to handle (before that it
+/// would kill the process as usual), so that is where to say hello; `show` gets
+/// the status lines as they change.
+pub fn run(
+    options: &DemoOptions,
+    ready: impl FnOnce(),
+    mut show: impl FnMut(&[String]),
+) -> Result<DemoReport, String> {
     let started = Instant::now();
     let mut rx: Reactor<Owner> = Reactor::new().map_err(|e| e.to_string())?;
     let mut swarm = Swarm {
@@ -189,6 +195,7 @@ pub fn run(options: &DemoOptions, mut show: impl FnMut(&[String])) -> Result<Dem
     use signal_hook::consts::{SIGINT, SIGTERM};
     let watch = rx.signal_watch(&[SIGINT, SIGTERM], Owner::Signal);
     swarm.signal = Some(watch.map_err(|e| e.to_string())?);
+    ready();
     let folder = TempFolder(std::env::temp_dir().join(format!("bitloop-demo-{}", std::process::id())));
     let original = folder.0.join("seeder").join("demo.bin");
     let prepared = write_payload(&original, options.size)
