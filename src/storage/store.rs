@@ -41,8 +41,8 @@ pub const MAX_PIECES_HASHING: usize = 4096;
 /// whole download in dirty pages until then (it starts writing on its own only
 /// past 10 % of memory or after 30 s), and the fsync writes it all while the user
 /// waits: 0.45 s for 1 GiB here. Started every 4 MiB, the writing overlaps the
-/// download (1 GiB from a bitloop seeder: 2.06 s before, 1.56 s after, medians
-/// of 8), and a small box holds few of our dirty pages.
+/// download (1 GiB from a bitloop seeder: 2.06 s before, about 1.6 s after), and
+/// a small box holds few of our dirty pages.
 pub const WRITEBACK_EVERY: u64 = 4 << 20;
 
 /// How a store is opened.
