@@ -35,8 +35,8 @@
 //!   long links (at 100 ms each way, 64 MiB took 1.70 s instead of 1.88 s); more
 //!   would commit over 1 MiB to a peer whose speed is still unknown. Then, like
 //!   TCP's slow start, one more request per block received (the window doubles
-//!   each round trip) while each round's rate grows by
-//!   a quarter or more. Slow start ends after two rounds without such growth, or as
+//!   each round trip) while each round's rate grows by a quarter or more. Slow
+//!   start ends after two rounds without such growth, or as
 //!   soon as four blocks in a row took over 1.5 × the quickest one (they queued
 //!   behind our own requests: the window is past the BDP; the round trip is then
 //!   taken as at most twice the quickest block). A 200 ms, 20 MB/s link (BDP ≈ 244
