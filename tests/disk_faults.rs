@@ -17,7 +17,7 @@ use bitloop::metainfo::Metainfo;
 use bitloop::storage::ResumeData;
 use common::mounts::Tmpfs;
 use common::payload::{big_content, same_bytes};
-use common::procs::{allocated, BitloopSeeder, Running};
+use common::procs::{allocated, download_args, BitloopSeeder, Running};
 use sha1::{Digest, Sha1};
 
 const MIB: u64 = 1 << 20;
@@ -87,17 +87,7 @@ fn fault_under_a_running_download(fault: Fault) {
     let file = output.join("big.bin");
     let resume = ResumeData::path_in(&output.join(".bitloop"), &content.torrent.info_hash);
     let download = |seeder: &BitloopSeeder| {
-        let peer = seeder.addr().to_string();
-        let args = [
-            "download",
-            content.torrent_path.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--peer",
-            &peer,
-            "--json",
-            "-q",
-        ];
+        let args = download_args(&content.torrent_path, &output, seeder.addr(), &["--json", "-q"]);
         Running::spawn(&args, &[])
     };
 

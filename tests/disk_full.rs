@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::event_tracker::EventTracker;
 use common::mounts::Tmpfs;
 use common::payload::{big_content_with, same_bytes};
-use common::procs::{Running, BIN};
+use common::procs::{download_args, Running, BIN};
 use common::seeders::Seeder;
 
 const MIB: u64 = 1 << 20;
@@ -60,21 +60,16 @@ fn a_full_disk_stops_clearly_without_leaks_and_a_rerun_after_room_is_made_fetche
         &["--upload-limit", &limit],
     );
     let disk = Tmpfs::mount(DISK);
-    let peer = seeder.addr().to_string();
-    let args = [
-        "download",
-        content.torrent_path.to_str().unwrap(),
-        "-o",
-        disk.path().to_str().unwrap(),
-        "--peer",
-        &peer,
-        "--json",
-        "-q",
-    ];
+    let args = download_args(
+        &content.torrent_path,
+        disk.path(),
+        seeder.addr(),
+        &["--json", "-q"],
+    );
     let file = disk.path().join("big.bin");
 
     let mut command = valgrind();
-    command.args(args);
+    command.args(&args);
     let full = Running::spawn_command(command, &[]).wait_exit(Duration::from_secs(300));
     assert_ne!(
         full.code,
@@ -154,16 +149,7 @@ fn a_resume_save_that_fails_leaves_no_temporary_file() {
     let content = big_content_with(SIZE, PIECE, Vec::new());
     let seeder = Seeder::start(&content.torrent_path, &content.save_path);
     let disk = Tmpfs::mount(DISK);
-    let peer = seeder.addr().to_string();
-    let args = [
-        "download",
-        content.torrent_path.to_str().unwrap(),
-        "-o",
-        disk.path().to_str().unwrap(),
-        "--peer",
-        &peer,
-        "-q",
-    ];
+    let args = download_args(&content.torrent_path, disk.path(), seeder.addr(), &["-q"]);
     Running::spawn(&args, &[])
         .wait_exit(Duration::from_secs(60))
         .assert_code(1);

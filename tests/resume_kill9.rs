@@ -22,7 +22,7 @@ use bitloop::metainfo::Metainfo;
 use bitloop::storage::ResumeData;
 use bitloop::swarm::Bitfield;
 use common::payload::{assert_same_files, piece_bytes};
-use common::procs::{allocated, BitloopSeeder, Running};
+use common::procs::{allocated, download_args, BitloopSeeder, Running};
 use common::seeders::Content;
 use sha1::{Digest, Sha1};
 
@@ -97,17 +97,12 @@ impl Download {
     }
 
     fn start(&self, seeder: &BitloopSeeder) -> Running {
-        let peer = seeder.addr().to_string();
-        let args = [
-            "download",
-            self.content.torrent_path.to_str().unwrap(),
-            "-o",
-            self.output.to_str().unwrap(),
-            "--peer",
-            &peer,
-            "--json",
-            "-q",
-        ];
+        let args = download_args(
+            &self.content.torrent_path,
+            &self.output,
+            seeder.addr(),
+            &["--json", "-q"],
+        );
         Running::spawn(&args, &[("RUST_LOG", "bitloop=info")])
     }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use bitloop::metainfo::Metainfo;
 use bitloop::storage::ResumeData;
 use common::payload::{assert_same_files, piece_bytes, same_bytes};
-use common::procs::{Exit, Running};
+use common::procs::{download_args, Exit, Running};
 use common::seeders::{Content, Seeder};
 use sha1::{Digest, Sha1};
 
@@ -56,17 +56,12 @@ impl Done {
 
     /// `bitloop download` again, with `RUST_LOG=log`.
     fn run(&self, log: &str) -> Exit {
-        let peer = self.seeder.addr().to_string();
-        let args = [
-            "download",
-            self.content.torrent_path.to_str().unwrap(),
-            "-o",
-            self.output.to_str().unwrap(),
-            "--peer",
-            &peer,
-            "--json",
-            "-q",
-        ];
+        let args = download_args(
+            &self.content.torrent_path,
+            &self.output,
+            self.seeder.addr(),
+            &["--json", "-q"],
+        );
         Running::spawn(&args, &[("RUST_LOG", log)]).wait_exit(RUN_LIMIT)
     }
 
@@ -272,15 +267,7 @@ fn the_warning_about_an_unusable_resume_file_shows_without_rust_log() {
 impl Done {
     /// A run with the environment a user has: no `RUST_LOG`, progress lines on.
     fn run_default_log(&self) -> Exit {
-        let peer = self.seeder.addr().to_string();
-        let args = [
-            "download",
-            self.content.torrent_path.to_str().unwrap(),
-            "-o",
-            self.output.to_str().unwrap(),
-            "--peer",
-            &peer,
-        ];
+        let args = download_args(&self.content.torrent_path, &self.output, self.seeder.addr(), &[]);
         Running::spawn(&args, &[]).wait_exit(RUN_LIMIT)
     }
 }

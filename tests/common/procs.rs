@@ -22,6 +22,22 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_bitloop");
 /// How often an exit is polled.
 const POLL: Duration = Duration::from_millis(5);
 
+/// `bitloop download TORRENT -o OUTPUT --peer PEER EXTRA...`, the arguments for
+/// [`Running::spawn`] of a download from one known peer.
+pub fn download_args(torrent: &Path, output: &Path, peer: SocketAddr, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["download", path_str(torrent), "-o", path_str(output), "--peer"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.push(peer.to_string());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
 /// A bitloop process; killed (and reaped) if dropped while running.
 pub struct Running {
     child: Option<Child>,
