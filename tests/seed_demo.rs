@@ -18,9 +18,10 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(tmp: &Path, size: &str) -> Demo {
+    fn start(tmp: &Path, size: &str, extra: &[&str]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitloop"))
             .args(["demo", "--size", size])
+            .args(extra)
             .env("TMPDIR", tmp)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -83,7 +84,7 @@ fn left_in(tmp: &Path) -> Vec<String> {
 /// close every handle and remove its files. Returns its exit code and output.
 fn demo_8m() -> (Option<i32>, String, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = Demo::start(tmp.path(), "8M");
+    let demo = Demo::start(tmp.path(), "8M", &[]);
     let (code, out, err) = demo.finish(Duration::from_secs(60));
     let text = out.join("\n");
     let err = err.join("\n");
@@ -129,7 +130,9 @@ fn the_demo_that_ends_by_itself_exits_0() {
 #[test]
 fn ctrl_c_in_the_middle_of_the_swarm_ends_the_demo_with_130_and_removes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = Demo::start(tmp.path(), "64M");
+    // Slowed down, so that a status line (one a second) finds the swarm running
+    // however fast the machine: 16 MiB from a seeder sending 2 MiB/s take 8 s.
+    let demo = Demo::start(tmp.path(), "16M", &["--max-upload-rate", "2M"]);
     // A status line with a leecher part way: the swarm is running.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -161,7 +164,7 @@ fn ctrl_c_in_the_middle_of_the_swarm_ends_the_demo_with_130_and_removes_its_file
 #[test]
 fn ctrl_c_while_the_demo_writes_its_payload_removes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = Demo::start(tmp.path(), "512M");
+    let demo = Demo::start(tmp.path(), "512M", &[]);
     // Its first line comes once Ctrl+C is handled, before it writes 512 MiB and
     // hashes them (a second or so).
     demo.stdout.line_within(Duration::from_secs(10));

@@ -19,6 +19,14 @@ pub struct DemoArgs {
     /// How many leechers.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
     leechers: u64,
+    /// Upload limit of each member of the swarm, bytes per second (K, M: ×1024,
+    /// ×1024²): a swarm slow enough to watch.
+    #[arg(long, value_parser = rate)]
+    max_upload_rate: Option<u64>,
+}
+
+fn rate(text: &str) -> Result<u64, String> {
+    parse_rate(text).map_err(|e| e.to_string())
 }
 
 fn size(text: &str) -> Result<u64, String> {
@@ -34,6 +42,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode, String> {
     let options = DemoOptions {
         size: args.size,
         leechers: args.leechers as usize,
+        upload_rate: args.max_upload_rate,
         interval: Duration::from_millis(if terminal { 200 } else { 1000 }),
     };
     let hello = || {

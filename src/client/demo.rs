@@ -34,6 +34,8 @@ pub struct DemoOptions {
     /// Bytes of payload.
     pub size: u64,
     pub leechers: usize,
+    /// Each member's upload limit, bytes per second.
+    pub upload_rate: Option<u64>,
     /// Called with one status line per session, every half second or so.
     pub interval: Duration,
 }
@@ -260,6 +262,7 @@ fn start(
                 seed: true,
                 ..TorrentConfig::default()
             },
+            upload_rate: options.upload_rate,
             ..SessionConfig::default()
         };
         let mut session = Session::new(rx, i as u16, config)?;

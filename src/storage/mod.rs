@@ -17,6 +17,7 @@
 mod check;
 mod error;
 mod legacy;
+mod parts;
 mod plan;
 mod pool;
 pub mod resume;

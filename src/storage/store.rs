@@ -23,12 +23,14 @@
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
+use std::io::IoSlice;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
 use super::error::{Op, Result, StorageError};
+use super::parts::{Parts, RUN_SLICES};
 use super::pool::{FilePool, StoreId};
 use super::sys;
 use crate::metainfo::{InfoHash, Layout, Metainfo};
@@ -57,6 +59,8 @@ pub struct StoreOptions {
 pub struct StoreStats {
     /// Block bytes written (pad bytes excluded).
     pub bytes_written: u64,
+    /// Write calls that wrote them (a run of blocks is one per file it touches).
+    pub writes: u64,
     /// Block bytes fed to a piece's hash as they arrived (no read back needed).
     pub bytes_hashed_in_order: u64,
     /// Block bytes that arrived past a piece's hashed prefix (read back later).
@@ -192,15 +196,23 @@ impl PieceStore {
         files.close_store(self.id);
     }
 
-    /// Writes a block at `begin` of `piece`. Book the block only when this is Ok:
-    /// on error nothing is hashed, and part of the block may be on disk. Write each
-    /// block of a piece once, and none of a verified piece: a rewrite only costs a
-    /// read back, but a block for a verified piece starts a hash state that stays
-    /// until [`abandon_piece`](Self::abandon_piece).
+    /// Writes a block at `begin` of `piece`: [`write_run`](Self::write_run) of one.
     pub fn write_block(&mut self, files: &mut FilePool, piece: u32, begin: u32, data: &[u8]) -> Result<()> {
+        self.write_run(files, piece, begin, &[data])
+    }
+
+    /// Writes a run of blocks, `parts` back to back from `begin` of `piece`, with
+    /// one vectored write per file it touches (the page cache charges per call
+    /// and per folio, and a run gets large folios). Book the blocks only when this
+    /// is Ok: on error nothing is hashed, and part of the run may be on disk. Write
+    /// each block of a piece once, and none of a verified piece: a rewrite only
+    /// costs a read back, but a block for a verified piece starts a hash state
+    /// that stays until [`abandon_piece`](Self::abandon_piece).
+    pub fn write_run(&mut self, files: &mut FilePool, piece: u32, begin: u32, parts: &[&[u8]]) -> Result<()> {
         let begin = u64::from(begin);
-        let Some(spans) = self.layout.spans(piece, begin, data.len() as u64) else {
-            return Err(self.out_of_range(Op::Write, piece, begin, data.len()));
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let Some(spans) = self.layout.spans(piece, begin, len as u64) else {
+            return Err(self.out_of_range(Op::Write, piece, begin, len));
         };
         if let Some(state) = self.hashing.get_mut(&piece) {
             if begin < state.hashed {
@@ -211,18 +223,25 @@ impl PieceStore {
                 self.stats.hash_restarts += 1;
             }
         }
-        let mut at = 0;
+        let mut cursor = Parts::new(parts);
         for span in spans {
-            let chunk = &data[at..at + span.len as usize];
-            at += span.len as usize;
             if self.pad[span.file] {
-                continue; // zeros by definition, never stored
+                cursor.skip(span.len as usize); // zeros by definition, never stored
+                continue;
             }
             let path = &self.paths[span.file];
-            files
-                .file(self.id, span.file, path, true)?
-                .write_all_at(chunk, span.file_offset)
-                .map_err(|e| StorageError::io(path, Op::Write, e))?;
+            let file = files.file(self.id, span.file, path, true)?;
+            let mut offset = span.file_offset;
+            let mut left = span.len as usize;
+            while left > 0 {
+                let mut slices = [IoSlice::new(&[]); RUN_SLICES];
+                let (count, bytes) = cursor.take(&mut slices, left);
+                sys::write_all_vectored_at(file, &mut slices[..count], offset)
+                    .map_err(|e| StorageError::io(path, Op::Write, e))?;
+                self.stats.writes += 1;
+                offset += bytes as u64;
+                left -= bytes;
+            }
             self.stats.bytes_written += span.len;
             if !self.dirty[span.file] {
                 self.dirty[span.file] = true;
@@ -233,8 +252,12 @@ impl PieceStore {
                 self.unflushed_files.push(span.file);
             }
         }
-        self.feed(piece, begin, data);
-        self.unflushed += data.len() as u64;
+        let mut at = begin;
+        for part in parts {
+            self.feed(piece, at, part);
+            at += part.len() as u64;
+        }
+        self.unflushed += len as u64;
         if self.unflushed >= WRITEBACK_EVERY {
             self.unflushed = 0;
             for index in self.unflushed_files.drain(..) {

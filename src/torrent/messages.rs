@@ -1,6 +1,6 @@
 //! Reading a peer's bytes: the handshake of an outgoing peer, then whole wire
 //! messages, each handled where it is decoded (payloads borrow the caller's
-//! buffer; a block goes to disk straight from it).
+//! buffer; blocks go to disk straight from it, a run at a time: `blocks.rs`).
 //!
 //! A message that breaks the protocol is a [`Violation`]: the connection closes
 //! and the peer's address (IP and port, not the IP) gets a strike.
@@ -102,19 +102,30 @@ impl Torrent {
             match wire::decode(rest, &limits) {
                 Ok(None) => break, // an incomplete message: wait for more bytes
                 Err(e) => {
+                    self.write_run(now, key, buf, out);
                     self.violation(now, key, e.into(), out);
                     break;
                 }
                 Ok(Some((message, size))) => {
                     used += size;
                     handled += 1;
-                    if let Err(violation) = self.on_message(now, key, message, out) {
+                    if !self.run.continued_by(&message) {
+                        // Booking may finish a piece, and a bad one may ban this peer.
+                        self.write_run(now, key, buf, out);
+                        if !current(self) {
+                            break;
+                        }
+                    }
+                    // A message ends the buffer's used part; a block's payload ends it.
+                    if let Err(violation) = self.on_message(now, key, message, used, out) {
+                        self.write_run(now, key, buf, out);
                         self.violation(now, key, violation, out);
                         break;
                     }
                 }
             }
         }
+        self.write_run(now, key, buf, out);
         // A reject or a choke may have restarted a suspect piece.
         self.drop_restarted();
         if handled > 0 && current(self) {
@@ -148,6 +159,7 @@ impl Torrent {
         now: Instant,
         key: PeerKey,
         message: Message<'_>,
+        end: usize,
         out: &mut Output,
     ) -> Result<(), Violation> {
         let count = self.meta.as_ref().map(|m| m.picker.piece_count());
@@ -264,7 +276,9 @@ impl Torrent {
                     session.queue.remove(at);
                 }
             }
-            Message::Piece { index, begin, data } => self.on_piece(now, key, index, begin, data, out)?,
+            Message::Piece { index, begin, data } => {
+                self.on_piece(now, key, (index, begin), data, end - data.len())?
+            }
             Message::Reject(block) => {
                 self.stats.rejects += 1;
                 if !session.fast {

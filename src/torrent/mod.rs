@@ -28,6 +28,7 @@ pub mod pool;
 mod schedule;
 mod timers;
 pub mod upload;
+mod write_run;
 
 #[cfg(test)]
 mod tests;
@@ -185,6 +186,8 @@ pub struct Torrent {
     /// Scratch lists reused by every call (nothing allocates per message).
     picks: Vec<BlockRef>,
     blocks: Vec<BlockRef>,
+    /// Blocks accepted during one `handle_bytes` call and not yet written.
+    run: write_run::WriteRun,
 }
 
 impl Torrent {
@@ -217,6 +220,7 @@ impl Torrent {
             haves: haves::Haves::default(),
             picks: Vec::new(),
             blocks: Vec::new(),
+            run: write_run::WriteRun::default(),
             config,
         }
     }
@@ -426,5 +430,6 @@ impl Torrent {
         }
         // Stopping empties every table this torrent keeps, not just its connections.
         debug_assert_eq!(self.table_sizes(), [0; 11], "tables left after stop");
+        debug_assert!(self.run.is_empty(), "a write run outlived handle_bytes");
     }
 }

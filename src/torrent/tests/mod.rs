@@ -17,6 +17,7 @@ mod hostile;
 mod integrity;
 mod lifecycle;
 mod pool;
+mod runs;
 mod sent;
 mod upload;
 
