@@ -161,8 +161,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
-    #[test]
-    fn a_vectored_write_writes_every_part_in_order_past_the_iovec_limit() {
+    /// An empty file to read and write, in a folder that goes with the guard.
+    fn scratch_file() -> (tempfile::TempDir, File) {
         let tmp = tempfile::tempdir().unwrap();
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -171,6 +171,12 @@ mod tests {
             .write(true)
             .open(tmp.path().join("f"))
             .unwrap();
+        (tmp, file)
+    }
+
+    #[test]
+    fn a_vectored_write_writes_every_part_in_order_past_the_iovec_limit() {
+        let (_tmp, file) = scratch_file();
         // More parts than one call takes, some of them empty.
         let parts: Vec<Vec<u8>> = (0..2500u32).map(|i| vec![i as u8; (i % 5) as usize]).collect();
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
@@ -184,14 +190,7 @@ mod tests {
 
     #[test]
     fn data_ranges_skip_holes_and_preallocation_keeps_data() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(tmp.path().join("f"))
-            .unwrap();
+        let (_tmp, file) = scratch_file();
         let len = 8 << 20;
         file.set_len(len).unwrap();
         file.write_all_at(&[7; 4096], 4 << 20).unwrap();
