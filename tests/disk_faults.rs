@@ -1,7 +1,8 @@
 //! Disks that change under the binary: a read-only output folder fails at start,
-//! naming the folder; a file truncated or removed under a running download stops
-//! it with a clear error naming the file (what the code does today: it never
-//! reports the lost pieces as verified), and a rerun fetches what was lost.
+//! naming the folder, but a read-only folder can be seeded (resume data then goes
+//! to the state folder); a file truncated or removed under a running download
+//! stops it with a clear error naming the file (what the code does today: it
+//! never reports the lost pieces as verified), and a rerun fetches what was lost.
 //!
 //! The read-only case mounts a tmpfs (root, as CI has; without it the test fails,
 //! it never skips).
@@ -55,6 +56,64 @@ fn a_read_only_output_folder_fails_at_start_naming_it() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn a_read_only_folder_is_seeded_with_its_resume_data_in_the_state_folder() {
+    let content = big_content(4 * MIB, PIECE);
+    let disk = Tmpfs::mount(8 * MIB);
+    std::fs::copy(content.save_path.join("big.bin"), disk.path().join("big.bin")).unwrap();
+    disk.make_read_only();
+    let state = tempfile::tempdir().unwrap();
+    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
+    let seeder = BitloopSeeder::start_with(&content.torrent_path, disk.path(), None, &env);
+    let out = tempfile::tempdir().unwrap();
+    let args = download_args(&content.torrent_path, out.path(), seeder.addr(), &["--json"]);
+    Running::spawn(&args, &[])
+        .wait_exit(Duration::from_secs(60))
+        .assert_code(0);
+    assert!(same_bytes(
+        &out.path().join("big.bin"),
+        &content.save_path.join("big.bin")
+    ));
+    assert_eq!(seeder.stop(), 4 * MIB, "the seeder served the whole file");
+    let resume = ResumeData::path_in(&state.path().join("bitloop"), &content.torrent.info_hash);
+    let saved = ResumeData::load(&resume, &content.torrent).expect("resume data in the state folder");
+    assert_eq!(saved.have().count(), saved.have().len(), "every piece verified");
+    let names: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["big.bin"], "nothing written to the read-only folder");
+}
+
+#[test]
+fn seeding_a_folder_without_the_data_fails_naming_the_file_and_creates_nothing() {
+    let content = big_content(MIB, PIECE);
+    let empty = tempfile::tempdir().unwrap();
+    let args = [
+        "seed",
+        content.torrent_path.to_str().unwrap(),
+        "-d",
+        empty.path().to_str().unwrap(),
+    ];
+    let run = Running::spawn(&args, &[]).wait_exit(Duration::from_secs(20));
+    run.assert_code(1);
+    let file = empty.path().join("big.bin");
+    assert!(
+        run.stderr
+            .contains(&format!("{}: no such file or directory", file.display())),
+        "the message names the file and says why:\n{}",
+        run.stderr
+    );
+    let made: Vec<_> = std::fs::read_dir(empty.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        made.is_empty(),
+        "seeding made {made:?}: it never creates the data or a folder beside it"
+    );
 }
 
 /// What happens to the file under the running download.

@@ -72,7 +72,10 @@ fn preallocating_on_a_full_disk_fails_at_open_naming_the_file() {
         22,
     );
     let mut files = FilePool::new(8);
-    let options = StoreOptions { preallocate: true };
+    let options = StoreOptions {
+        preallocate: true,
+        ..StoreOptions::default()
+    };
     let e = PieceStore::open(files.new_store_id(), &disk.path, &fixture.meta, &options)
         .err()
         .expect("4 MiB cannot be preallocated on 2 MiB");

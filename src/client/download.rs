@@ -59,7 +59,8 @@ pub struct DownloadOptions {
     pub seed_ratio: Option<f64>,
     pub seed_time: Option<Duration>,
     pub seed: bool,
-    /// Fail unless the data is complete after the check (`bitloop seed`).
+    /// Serve the data as it is, which must be complete after the check (`bitloop
+    /// seed`): files are only read, so read-only media can be seeded.
     pub require_complete: bool,
     /// Session-wide rate limits, bytes per second.
     pub upload_rate: Option<u64>,
@@ -101,6 +102,7 @@ impl DownloadOptions {
             output: self.output.clone(),
             preallocate: self.preallocate,
             state_dir: self.state_dir.clone(),
+            read_only: self.require_complete,
         }
     }
 

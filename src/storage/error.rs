@@ -17,6 +17,8 @@ pub enum Op {
     Preallocate,
     /// Opening a file again (the pool had closed it).
     Open,
+    /// Finding a file that must exist already (the data to seed).
+    Find,
     /// Writing a block.
     Write,
     /// Reading a block, or reading data back to hash it.
@@ -36,6 +38,7 @@ impl Op {
             Op::Create => "creating the file",
             Op::Preallocate => "preallocating",
             Op::Open => "opening",
+            Op::Find => "looking for the data to seed",
             Op::Write => "writing",
             Op::Read => "reading",
             Op::Sync => "syncing to disk",
@@ -90,7 +93,7 @@ impl StorageError {
                 // A read that ends early: the file is shorter than when we sized it.
                 io::ErrorKind::UnexpectedEof => StorageErrorKind::Vanished,
                 // Only reopening a file we created can miss it, so it was removed.
-                io::ErrorKind::NotFound if !matches!(op, Op::Create | Op::CreateFolder) => {
+                io::ErrorKind::NotFound if !matches!(op, Op::Create | Op::CreateFolder | Op::Find) => {
                     StorageErrorKind::Vanished
                 }
                 _ => StorageErrorKind::Other,

@@ -52,6 +52,10 @@ pub const WRITEBACK_EVERY: u64 = 4 << 20;
 pub struct StoreOptions {
     /// Allocate every file's blocks at open, so a full disk fails at start.
     pub preallocate: bool,
+    /// Serve the files as they are (seeding): open them for reading only, never
+    /// create or resize one, so read-only media can be seeded. A missing file
+    /// fails at open; a short one fails its pieces' check.
+    pub read_only: bool,
 }
 
 /// What a store has done, for logs, notes and tests.
@@ -485,9 +489,13 @@ impl PieceHash {
     }
 }
 
-/// Creates `path` (and its folders) at `length` bytes, sparse unless preallocating;
-/// returns its (device, inode).
+/// Creates `path` (and its folders) at `length` bytes, sparse unless preallocating
+/// (read-only: only opens it); returns its (device, inode).
 fn create_file(path: &Path, length: u64, options: &StoreOptions) -> Result<(u64, u64)> {
+    if options.read_only {
+        let meta = std::fs::metadata(path).map_err(|e| StorageError::io(path, Op::Find, e))?;
+        return Ok((meta.dev(), meta.ino()));
+    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| StorageError::io(parent, Op::CreateFolder, e))?;
     }

@@ -279,6 +279,16 @@ impl BitloopSeeder {
     /// Seeds `torrent` from `data` (which must hold it); returns once it has
     /// checked its data and serves.
     pub fn start(torrent: &Path, data: &Path, rate: Option<&str>) -> BitloopSeeder {
+        BitloopSeeder::start_with(torrent, data, rate, &[])
+    }
+
+    /// The same with `env` added to its environment.
+    pub fn start_with(
+        torrent: &Path,
+        data: &Path,
+        rate: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> BitloopSeeder {
         let port = free_port();
         let mut args = vec![
             "seed".to_string(),
@@ -292,7 +302,7 @@ impl BitloopSeeder {
         if let Some(rate) = rate {
             args.extend(["--max-upload-rate".into(), rate.into()]);
         }
-        let mut run = Running::spawn(&args, &[]);
+        let mut run = Running::spawn(&args, env);
         // Its progress line says "complete" once the check found every piece.
         run.wait_for_line(Duration::from_secs(60), |l| l.ends_with("complete"));
         BitloopSeeder { run, port }

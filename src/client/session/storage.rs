@@ -13,8 +13,8 @@ use crate::client::Owner;
 use crate::metainfo::Metainfo;
 use crate::reactor::Reactor;
 use crate::storage::{
-    CheckProgress, CheckStatus, Checker, FilePool, PieceStore, ResumeData, ResumeError, ResumePlan,
-    StoreOptions,
+    default_state_dir, CheckProgress, CheckStatus, Checker, FilePool, PieceStore, ResumeData, ResumeError,
+    ResumePlan, StoreOptions,
 };
 use crate::swarm::Bitfield;
 
@@ -34,6 +34,11 @@ pub struct AddOptions {
     pub preallocate: bool,
     /// Where resume data lives (`None`: `<output>/.bitloop`).
     pub state_dir: Option<PathBuf>,
+    /// Serve the data as it is (seeding): never create, resize or write a file
+    /// (`StoreOptions::read_only`). Without a `state_dir`, resume data goes to
+    /// `<output>/.bitloop` if that can be written, else to the XDG state folder,
+    /// so read-only media can be seeded.
+    pub read_only: bool,
 }
 
 impl AddOptions {
@@ -42,6 +47,7 @@ impl AddOptions {
             output,
             preallocate: false,
             state_dir: None,
+            read_only: false,
         }
     }
 
@@ -78,8 +84,30 @@ pub(super) fn open_storage(
     metainfo: &Metainfo,
     options: &AddOptions,
 ) -> Result<Opened, String> {
-    let resume_path = options.resume_path(metainfo);
     let root = &options.output;
+    let store_options = StoreOptions {
+        preallocate: options.preallocate,
+        read_only: options.read_only,
+    };
+    let open = |files: &mut FilePool| {
+        PieceStore::open(files.new_store_id(), root, metainfo, &store_options).map_err(|e| e.to_string())
+    };
+    // Seeding opens first: the data must be there before anything is made beside
+    // it. Downloading plans first: opening may resize files.
+    let opened = if options.read_only {
+        Some(open(files)?)
+    } else {
+        None
+    };
+    let resume_path = match resume_path(metainfo, options) {
+        Ok(path) => path,
+        Err(why) => {
+            if let Some(store) = opened {
+                store.close(files);
+            }
+            return Err(why);
+        }
+    };
     let plan = match ResumeData::load(&resume_path, metainfo) {
         Ok(resume) => resume.plan(root, metainfo),
         Err(ResumeError::Missing) => ResumePlan::without_resume(root, metainfo),
@@ -91,12 +119,10 @@ pub(super) fn open_storage(
     for reason in &plan.reasons {
         info!("resume: {reason}; its pieces are checked again");
     }
-    ensure_folder(&resume_path)?;
-    let store_options = StoreOptions {
-        preallocate: options.preallocate,
+    let store = match opened {
+        Some(store) => store,
+        None => open(files)?,
     };
-    let store =
-        PieceStore::open(files.new_store_id(), root, metainfo, &store_options).map_err(|e| e.to_string())?;
     let trusted = plan.trusted.count();
     if plan.to_check.count() == 0 {
         if trusted > 0 {
@@ -118,7 +144,27 @@ pub(super) fn open_storage(
     })))
 }
 
-/// The resume folder must be writable (a read-only output fails at start, named).
+/// Where the torrent's resume data lives; its folder exists once this is Ok. The
+/// folder must be writable: a read-only output fails at start, named, unless the
+/// torrent only serves its data and the state folder can take the file instead.
+fn resume_path(metainfo: &Metainfo, options: &AddOptions) -> Result<PathBuf, String> {
+    let path = options.resume_path(metainfo);
+    let Err(why) = ensure_folder(&path) else {
+        return Ok(path);
+    };
+    let fallback = (options.read_only && options.state_dir.is_none())
+        .then(default_state_dir)
+        .flatten()
+        .map(|dir| ResumeData::path_in(&dir, &metainfo.info_hash));
+    match fallback {
+        Some(other) if ensure_folder(&other).is_ok() => {
+            info!("{why}; resume data goes to {}", other.display());
+            Ok(other)
+        }
+        _ => Err(why),
+    }
+}
+
 fn ensure_folder(resume_path: &Path) -> Result<(), String> {
     let Some(dir) = resume_path.parent() else {
         return Ok(());
