@@ -1,13 +1,16 @@
 //! Storage benchmarks: a full check of 1 GiB of warm (page-cached) data through
 //! `Checker` (1 MiB and 64 KiB pieces) next to SHA-1 of the same bytes in memory
 //! (the limit), the download
-//! path (16 KiB blocks written in order and verified), and the cost of verifying a
-//! piece that arrived in order (nothing read back) against one that did not.
+//! path (16 KiB blocks written in order and verified), writing 256 MiB a block at
+//! a time against runs of 16 blocks (what the torrent gathers from one read), and
+//! the cost of verifying a piece that arrived in order (nothing read back) against
+//! one that did not.
 //!
 //! Run with `cargo bench --bench storage` (1 GiB, medians and bests of 5 runs; the data goes
 //! to a temporary folder under `$TMPDIR`, so it needs 1 GiB free there). Without
 //! `--bench` (as `cargo test --all-targets` runs it) it is a 16 MiB smoke run.
 
+use std::path::Path;
 use std::time::Instant;
 
 use bitloop::metainfo::Metainfo;
@@ -80,6 +83,45 @@ fn write_piece(store: &mut PieceStore, files: &mut FilePool, piece: u32, data: &
     }
 }
 
+/// Writes the first `pieces` pieces into fresh files `runs` times each way, one
+/// write per block and runs of 16 blocks alternating, and prints the medians.
+fn write_runs(ring: &[Vec<u8>], meta: &Metainfo, files: &mut FilePool, tmp: &Path, pieces: u32, runs: usize) {
+    let mut seconds = [Vec::new(), Vec::new()];
+    for round in 0..runs {
+        for as_runs in [round % 2 == 0, round % 2 == 1] {
+            let folder = tmp.join(format!("writes-{round}-{as_runs}"));
+            let mut store =
+                PieceStore::open(files.new_store_id(), &folder, meta, &StoreOptions::default()).unwrap();
+            let started = Instant::now();
+            for piece in 0..pieces {
+                let data = &ring[piece as usize % RING];
+                let run = if as_runs { 16 * BLOCK } else { BLOCK };
+                for (i, chunk) in data.chunks(run).enumerate() {
+                    let parts: Vec<&[u8]> = chunk.chunks(BLOCK).collect();
+                    store
+                        .write_run(files, piece, (i * run) as u32, &parts)
+                        .expect("written");
+                }
+            }
+            seconds[usize::from(as_runs)].push(started.elapsed().as_secs_f64());
+            for piece in 0..pieces {
+                store.abandon_piece(piece);
+            }
+            store.close(files);
+            std::fs::remove_dir_all(&folder).unwrap();
+        }
+    }
+    let [single, runs16] = seconds.map(median);
+    let gbs = |s: f64| f64::from(pieces) * PIECE as f64 / s / 1e9;
+    println!(
+        "writing {pieces} MiB (hashed in order as it goes): one write per 16 KiB block {:.2} GB/s, \
+         runs of 16 blocks {:.2} GB/s ({:.0} ms less)",
+        gbs(single),
+        gbs(runs16),
+        (single - runs16) * 1e3
+    );
+}
+
 fn full_check(store: &mut PieceStore, files: &mut FilePool, pieces: u32) -> f64 {
     let all = Bitfield::full(pieces);
     let started = Instant::now();
@@ -119,6 +161,8 @@ fn main() {
         pieces,
         gbs(download)
     );
+
+    write_runs(&ring, &meta, &mut files, tmp.path(), pieces.min(256) as u32, runs);
 
     // The same file as 64 KiB pieces too, where per-piece costs would show.
     let small = torrent(&ring, pieces, 64 << 10);
