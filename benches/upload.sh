@@ -118,6 +118,12 @@ for round in $(seq 1 "$rounds"); do
 done
 echo "rows: the leecher's own figures; the seeder's during a download (wall is the leecher's; median of $rounds):"
 table "$work/b.results" leecher seeder
+# Every row is one download, timed the same way, so the leecher's wall over all of
+# them is the steadiest figure (the two row kinds alternate; their medians differ
+# only by noise).
+echo "the leecher's wall over all $((2 * rounds)) downloads: median $(awk -v f=$F_WALL '{ print $f }' "$work/b.results" | median) s," \
+  "fastest $(awk -v f=$F_WALL '{ print $f }' "$work/b.results" | sort -n | head -1) s," \
+  "slowest $(awk -v f=$F_WALL '{ print $f }' "$work/b.results" | sort -n | tail -1) s"
 echo "its --json figures (last run): $(cat "$work/b.json")"
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   rm -rf "$work/out"
