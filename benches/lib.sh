@@ -1,4 +1,4 @@
-# Shell helpers every benchmark sources (`. benches/lib.sh` from the repository root).
+# Shell helpers every benchmark (and scripts/leak-check.sh) sources (`. benches/lib.sh` from the repository root).
 # Figures come from benches/measure.py; see its docstring for the fields it writes.
 
 # Polls a command every 50 ms until it succeeds; fails once SECONDS have passed.

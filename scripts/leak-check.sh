@@ -16,15 +16,9 @@ done
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Polls a command every 50 ms until it succeeds; fails once SECONDS have passed.
-wait_until() { # seconds command...
-  local deadline=$(($(date +%s) + $1))
-  shift
-  until "$@"; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.05
-  done
-}
+# wait_until: the benchmarks' bounded poll (every 50 ms until it succeeds or the
+# seconds pass).
+. benches/lib.sh
 
 cargo build --release -q
 bitloop=${CARGO_TARGET_DIR:-target}/release/bitloop
