@@ -10,6 +10,8 @@ use clap::Args;
 use bitloop::client::demo::{run as run_demo, DemoOptions};
 use bitloop::swarm::parse_rate;
 
+use super::download::rate;
+
 /// `bitloop demo`.
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -23,10 +25,6 @@ pub struct DemoArgs {
     /// ×1024²): a swarm slow enough to watch.
     #[arg(long, value_parser = rate)]
     max_upload_rate: Option<u64>,
-}
-
-fn rate(text: &str) -> Result<u64, String> {
-    parse_rate(text).map_err(|e| e.to_string())
 }
 
 fn size(text: &str) -> Result<u64, String> {

@@ -91,7 +91,8 @@ pub struct SeedArgs {
     peer: PeerArgs,
 }
 
-fn rate(text: &str) -> Result<u64, String> {
+/// A rate on the command line: bytes per second, K and M meaning ×1024 and ×1024².
+pub(super) fn rate(text: &str) -> Result<u64, String> {
     parse_rate(text).map_err(|e| e.to_string())
 }
 
