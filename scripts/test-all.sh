@@ -10,6 +10,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds=${FUZZ_SECONDS-20}
+# A one-off build gains nothing from incremental state, which took 1.7 GB of disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL-0}
+
+# What the build and the tests' data have to work with: a full disk shows up as odd
+# failures (SIGBUS in a linker), so say it plainly first.
+disk() { # label
+  df -h --output=avail "${CARGO_TARGET_DIR:-.}" /tmp 2>/dev/null |
+    awk -v label="$1" 'NR > 1 { free = free sep $1; sep = ", " } END { print "== disk free " label ": " free " (build, /tmp)" }'
+}
+disk "at the start"
 
 # Every external command the tests, benchmarks and scripts run, and the Debian
 # package it comes from (coreutils, diffutils, mawk and bash are always there).
@@ -73,6 +83,7 @@ LINKS_MIB=8 LINKS_SWARM_MIB=16 LINKS_DELAYS="0 25" LINKS_IDLE="1 100" LINKS_IDLE
 # sanitizer build cost 3-7 min on a clean 2-core machine, the runs about 2 min for
 # eleven targets. A crash fails the run; its input is left in fuzz/artifacts/.
 if [ "$fuzz_seconds" != 0 ]; then
+  disk "before the fuzz build"
   echo "== every fuzz target for $fuzz_seconds s (FUZZ_SECONDS=0 skips this)"
   scripts/fuzz.sh "$fuzz_seconds"
 fi
