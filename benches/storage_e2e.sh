@@ -28,7 +28,7 @@ command -v openssl >/dev/null || { echo "storage_e2e.sh needs openssl" >&2; exit
 /usr/bin/python3 -c 'import libtorrent' 2>/dev/null ||
   { echo "storage_e2e.sh needs python3-libtorrent (scripts/test-all.sh installs it)" >&2; exit 1; }
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -z "${E2E_RESULTS:-}" ] || cp "$work/results" "$E2E_RESULTS"; rm -rf "$work"' EXIT
 
 . benches/lib.sh
 
