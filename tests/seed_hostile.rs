@@ -439,11 +439,11 @@ fn requests_for_pieces_we_lack_are_rejected_or_dropped() {
 
 /// Slack in the seeder's resident memory for its own buffers while it serves
 /// (the loop's read scratch, one serving round of blocks): a queue of our `reqq`
-/// blocks for one peer that does not read would be 4 MiB alone.
+/// blocks for one peer that does not read would be 8 MiB alone.
 const RSS_SLACK_KIB: u64 = 4 << 10;
 
 /// Peers that stop reading once unchoked hold the seeder's write queue to a few
-/// blocks each (`MAX_UNSENT`), not the 250 blocks each asked for, and an honest
+/// blocks each (`MAX_UNSENT`), not the `OUR_REQQ` blocks each asked for, and an honest
 /// peer beside them is served. Each silent peer's kernel buffers take some 2.8 MiB
 /// and the rest, 1.2 MiB, waits as requests: had bitloop read those blocks into
 /// its queues, its RSS would grow by 3.6 MiB, against 2 MiB allowed after the

@@ -22,8 +22,12 @@ use crate::wire::BlockRef;
 pub const DEFAULT_REQQ: usize = 250;
 /// Most allowed-fast pieces remembered per peer.
 pub const MAX_ALLOWED_FAST: usize = 64;
-/// Requests from a peer we queue at most (the `reqq` we advertise).
-pub const OUR_REQQ: usize = 250;
+/// Requests from a peer we queue at most (the `reqq` we advertise). libtorrent
+/// keeps up to 500 requests out to a peer (its `max_out_request_queue`) but no more
+/// than the peer's `reqq`: at 250 its downloads from us ran about 60 % slower on
+/// loopback (1.60 s against 0.97 s for 256 MiB, medians of 9), the pipeline empty
+/// while it waited for blocks. 500 queued requests are 6 KB of `BlockRef`s.
+pub const OUR_REQQ: usize = 500;
 
 /// The state of one handshaken peer.
 #[derive(Debug)]
