@@ -40,7 +40,8 @@ pub struct DemoOptions {
     pub interval: Duration,
 }
 
-/// A folder that removes itself when dropped, however the demo ends.
+/// A folder that removes itself when dropped, however the demo returns (Ctrl+C
+/// included; a panic, a bug, aborts the release build and leaves it).
 struct TempFolder(PathBuf);
 
 impl Drop for TempFolder {
