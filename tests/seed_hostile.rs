@@ -443,11 +443,11 @@ fn requests_for_pieces_we_lack_are_rejected_or_dropped() {
 const RSS_SLACK_KIB: u64 = 4 << 10;
 
 /// Peers that stop reading once unchoked hold the seeder's write queue to a few
-/// blocks each (`MAX_UNSENT`), not the `OUR_REQQ` blocks each asked for, and an honest
-/// peer beside them is served. Each silent peer's kernel buffers take some 2.8 MiB
-/// and the rest, 1.2 MiB, waits as requests: had bitloop read those blocks into
-/// its queues, its RSS would grow by 3.6 MiB, against 2 MiB allowed after the
-/// buffers of serving were warmed up by the honest peer.
+/// blocks each (`MAX_UNSENT`), not the `OUR_REQQ` blocks each asked for, and an
+/// honest peer beside them is served. Each silent peer's kernel buffers take some
+/// 2.8 MiB of the 8 MiB it asks for and the rest, 5.2 MiB, waits as requests: had
+/// bitloop read those blocks into its queues, its RSS would grow by 15 MiB, against
+/// 2 MiB allowed after the buffers of serving were warmed up by the honest peer.
 #[test]
 fn peers_that_stop_reading_hold_a_bounded_queue_and_others_are_served() {
     let fx = fx(SIZE);
